@@ -1,0 +1,1 @@
+"""Chinese-first semantic search and exact citation lookup."""
