@@ -160,7 +160,7 @@ def _merge(text: str, units: list[_Unit], s: ChunkSettings) -> list[_Unit]:
                     u = _join(text, pending, u, keep="second")
                     pending = None
             if pending is not None:
-                out.append(pending)
+                _flush(text, out, pending, s)
                 pending = None
         if u.kind == "note" and out and out[-1].kind == "body" \
                 and len(out[-1].text) + len(u.text) + 1 <= s.max_chars + s.min_chars:
@@ -173,12 +173,17 @@ def _merge(text: str, units: list[_Unit], s: ChunkSettings) -> list[_Unit]:
             continue
         out.append(u)
     if pending is not None:
-        if out and out[-1].kind == "body" and out[-1].section == pending.section \
-                and len(out[-1].text) + len(pending.text) + 1 <= s.max_chars:
-            out[-1] = _join(text, out[-1], pending, keep="first")
-        else:
-            out.append(pending)
+        _flush(text, out, pending, s)
     return out
+
+
+def _flush(text: str, out: list[_Unit], pending: _Unit, s: ChunkSettings) -> None:
+    """A short unit that could not join what follows joins what precedes, if it fits."""
+    if out and out[-1].kind == "body" and out[-1].section == pending.section \
+            and len(out[-1].text) + len(pending.text) + 1 <= s.max_chars:
+        out[-1] = _join(text, out[-1], pending, keep="first")
+    else:
+        out.append(pending)
 
 
 def _join(text: str, a: _Unit, b: _Unit, keep: str) -> _Unit:

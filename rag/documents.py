@@ -48,9 +48,17 @@ def detect_encoding(data: bytes) -> str | None:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data, cp_isolation=_LEGACY).best()
+    results = from_bytes(data, cp_isolation=_LEGACY)
+    best = results.best()
     if best is None:
         return None
+    # Chinese first: on a tie (common in short files, e.g. GB bytes that are also valid
+    # EUC-KR) prefer the GB family over whatever code page happened to be listed first.
+    for r in results:
+        if r.encoding.lower() in ("gb18030", "gbk", "gb2312") \
+                and r.chaos <= best.chaos and r.coherence >= best.coherence:
+            best = r
+            break
     enc = best.encoding.lower().replace("-", "_")
     return "gb18030" if enc in ("gb2312", "gbk", "gb18030", "hz") else enc
 

@@ -1,0 +1,161 @@
+"""Batch query files in and result files out, streamed so memory stays flat.
+
+Inputs: `.txt` (one query per line; id = line number), `.jsonl` (`{"id", "query", ...}`;
+other fields are passed through), `.csv` (header with `id,query`). A bad line is reported
+with its line number and skipped, or stops the run with `strict`.
+Outputs: `.jsonl` lines `{"id", "query", ..., "results": [...]}`; `.csv` one row per
+(query, rank).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from rag.errors import RagError
+
+INPUT_KINDS = (".txt", ".jsonl", ".csv")
+CSV_FIELDS = ["id", "query", "rank", "score", "source", "start", "end", "title", "author",
+              "section", "paragraph", "best_sentence", "text"]
+
+
+@dataclass
+class Item:
+    line: int
+    id: str
+    query: str
+    extra: dict
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open an input file as text: UTF-8 (BOM dropped) or UTF-16 with BOM."""
+    try:
+        head = path.open("rb").read(4)
+    except OSError as e:
+        raise RagError(f"cannot read {path}: {e.strerror or e}") from None
+    enc = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    return path.open(encoding=enc, errors="strict", newline="")
+
+
+def read_items(path: str | Path, strict: bool = False,
+               on_error: Callable[[str], None] = _warn) -> Iterator[Item]:
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in INPUT_KINDS:
+        raise RagError(f"{path}: unsupported batch file type {kind or '(none)'}; use .txt, .jsonl or .csv")
+    if not path.is_file():
+        raise RagError(f"batch file not found: {path}")
+
+    def bad(line: int, why: str) -> None:
+        msg = f"{path}:{line}: {why}"
+        if strict:
+            raise RagError(msg)
+        on_error(msg + " (skipped)")
+
+    with open_text(path) as f:
+        lines = _lines(f, path)
+        if kind == ".txt":
+            for no, line in lines:
+                q = line.strip()
+                if q:
+                    yield Item(no, str(no), q, {})
+        elif kind == ".jsonl":
+            for no, line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as e:
+                    bad(no, f"malformed JSON ({e.msg})")
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not obj["query"].strip():
+                    bad(no, 'expected an object with a non-empty "query"')
+                    continue
+                qid = obj.get("id", no)
+                extra = {k: v for k, v in obj.items() if k not in ("id", "query", "results")}
+                yield Item(no, str(qid), obj["query"], extra)
+        else:
+            first = next(lines, None)
+            if first is None:
+                return
+            header = next(csv.reader([first[1]]))
+            header = [h.strip().lower() for h in header]
+            if "query" not in header:
+                raise RagError(f"{path}:1: CSV header must have a 'query' column (and usually 'id'), got {header}")
+            qi, ii = header.index("query"), header.index("id") if "id" in header else None
+            for no, line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    row = next(csv.reader([line]))
+                except csv.Error as e:
+                    bad(no, f"malformed CSV ({e})")
+                    continue
+                if len(row) <= qi or not row[qi].strip():
+                    bad(no, "missing query")
+                    continue
+                yield Item(no, row[ii] if ii is not None and ii < len(row) else str(no), row[qi], {})
+
+
+def _lines(f: IO[str], path: Path) -> Iterator[tuple[int, str]]:
+    no = 0
+    while True:
+        try:
+            line = f.readline()
+        except UnicodeDecodeError:
+            raise RagError(f"{path}:{no + 1}: not valid UTF-8 text") from None
+        if not line:
+            return
+        no += 1
+        yield no, line.rstrip("\r\n")
+
+
+class Writer:
+    """Writes result records as JSONL or CSV, to a file or stdout."""
+
+    def __init__(self, output: str | Path | None) -> None:
+        self.path = Path(output) if output else None
+        kind = self.path.suffix.lower() if self.path else ".jsonl"
+        if kind not in (".jsonl", ".csv"):
+            raise RagError(f"{output}: output must be .jsonl or .csv")
+        self.kind = kind
+        self._f: IO[str] = self.path.open("w", encoding="utf-8", newline="") if self.path else sys.stdout
+        self._csv = csv.DictWriter(self._f, CSV_FIELDS) if kind == ".csv" else None
+        if self._csv:
+            self._csv.writeheader()
+
+    def write(self, record: dict) -> None:
+        if self._csv is None:
+            self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            return
+        for r in record["results"]:
+            self._csv.writerow({"id": record["id"], "query": record["query"], "rank": r["rank"],
+                                "score": r["score"], "source": r["source"], "start": r["start"],
+                                "end": r["end"], "title": r["title"], "author": r["author"],
+                                "section": " > ".join(r["section"]), "paragraph": r["paragraph"],
+                                "best_sentence": r["best_sentence"].get("text", ""), "text": r["text"]})
+
+    def close(self) -> None:
+        if self.path:
+            self._f.close()
+        else:
+            self._f.flush()
+
+
+def chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    buf: list[Item] = []
+    for it in items:
+        buf.append(it)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+

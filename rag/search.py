@@ -1,0 +1,222 @@
+"""Hybrid search: dense (FAISS) and BM25 (jieba) candidates, fused by normalised scores.
+
+Fusion (chosen by measurement, see README "Ranking"): each leg proposes its top
+`candidates` chunks; for the union, both scores are computed exactly (no leg is missing a
+score), each is min-max normalised over the union, and the final score is
+`alpha * dense + (1 - alpha) * bm25`. Unlike reciprocal-rank fusion this keeps the size of
+the gaps: a passage that BM25 ranks first by a wide margin stays first.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from rag import bm25
+from rag.cleaning import clean_map
+from rag.chunking import Chunk
+from rag.embedding import Embedder, get_embedder
+from rag.errors import RagError
+from rag.index import Index
+from rag.tokenizing import normalize
+
+MAX_QUERY_CHARS = 4000
+MAX_K = 100
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SENT = re.compile(r"[^。！？；!?;\n]+[。！？；!?;]*[”’」』）)】》]*")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    alpha: float = 0.5           # weight of the dense leg after normalisation
+    candidates: int = 100        # per leg
+
+
+@dataclass
+class Result:
+    rank: int
+    score: float
+    source: str
+    start: int
+    end: int
+    text: str
+    title: str
+    author: str
+    section: list[str]
+    paragraph: int
+    affiliation: str
+    id: str
+    matched: list[str] = field(default_factory=list)
+    best_sentence: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def clean_query(query: object) -> str:
+    """A query fit to search, or a one-line error saying what is wrong with it."""
+    if not isinstance(query, str):
+        raise RagError("the query must be text")
+    q = query.encode("utf-8", "replace").decode("utf-8")   # lone surrogates
+    q = _CONTROL.sub(" ", q).strip()
+    if not q:
+        raise RagError("the query is empty")
+    if len(q) > MAX_QUERY_CHARS:
+        raise RagError(f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}")
+    return q
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer, float)) or int(k) != k:
+        raise RagError(f"k must be a whole number, not {k!r}")
+    if not 1 <= int(k) <= MAX_K:
+        raise RagError(f"k must be between 1 and {MAX_K}, not {int(k)}")
+    return int(k)
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float) -> np.ndarray:
+    """Fused scores of candidates from their exact dense and BM25 scores."""
+    return alpha * minmax(dense) + (1 - alpha) * minmax(sparse)
+
+
+class Searcher:
+    def __init__(self, index: Index, fusion: Fusion = Fusion(), query_embedder: Embedder | None = None):
+        self.index = index
+        self.fusion = fusion
+        self.embedder = query_embedder or get_embedder(index.manifest["embedder"]["spec"])
+        self.n = index.size
+        self._lock = threading.Lock()   # FAISS search and jieba are not re-entrant-safe together
+
+    # ---- public API
+    def search(self, query: str, k: int = 10, source: str | None = None,
+               article: str | None = None) -> list[Result]:
+        return self.search_many([query], k, source, article)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10, source: str | None = None,
+                    article: str | None = None) -> list[list[Result]]:
+        k = check_k(k)
+        qs = [clean_query(q) for q in queries]
+        if not qs:
+            return []
+        qvecs = self.embedder.queries(qs)
+        allowed = None
+        if source or article:
+            allowed = np.asarray(self.index.store.positions_where(source, article), dtype=np.int64)
+        out = []
+        dense_top = None
+        if allowed is None and self.n:
+            with self._lock:
+                _, dense_top = self.index.faiss.search(np.ascontiguousarray(qvecs, dtype=np.float32),
+                                                       min(self.fusion.candidates, self.n))
+        for i, q in enumerate(qs):
+            out.append(self._rank(q, qvecs[i], None if dense_top is None else dense_top[i], allowed, k))
+        return out
+
+    # ---- internals
+    def leg_scores(self, query: str, qvec: np.ndarray, dense_top: np.ndarray | None,
+                   allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Candidates and their exact dense and BM25 scores (exposed for benchmarks)."""
+        terms = self.index.tokenizer.query_terms(query)
+        with self._lock:
+            sparse_all = bm25.scores(self.index.bm25, terms, self.n)
+        n_cand = self.fusion.candidates
+        if allowed is not None:
+            pool = allowed
+            if len(pool) == 0:
+                return pool, np.zeros(0), np.zeros(0), terms
+            dense_pool = np.asarray(self.index.vectors[pool] @ qvec, dtype=np.float32)
+            top_d = pool[np.argsort(-dense_pool)[:n_cand]]
+            sp = sparse_all[pool]
+            top_s = pool[np.argsort(-sp)[:n_cand]]
+        else:
+            top_d = dense_top[dense_top >= 0] if dense_top is not None else np.zeros(0, dtype=np.int64)
+            m = min(n_cand, self.n)
+            top_s = np.argpartition(-sparse_all, m - 1)[:m] if self.n else np.zeros(0, dtype=np.int64)
+        top_s = top_s[sparse_all[top_s] > 0]
+        cand = np.unique(np.concatenate([top_d, top_s]).astype(np.int64))
+        dense = np.asarray(self.index.vectors[cand] @ qvec, dtype=np.float32)
+        return cand, dense, sparse_all[cand], terms
+
+    def _rank(self, query: str, qvec: np.ndarray, dense_top, allowed, k: int) -> list[Result]:
+        cand, dense, sparse, terms = self.leg_scores(query, qvec, dense_top, allowed)
+        if len(cand) == 0:
+            return []
+        fused = fuse(dense, sparse, self.fusion.alpha)
+        order = np.argsort(-fused, kind="stable")
+        top = order[: k * 2 + 5]          # spare rows for dropping overlaps
+        chunks = self.index.store.chunks(cand[top])
+        idf = bm25.idf(self.index.bm25, terms, self.n) if terms else {}
+        results: list[Result] = []
+        taken: list[tuple[str, int, int]] = []
+        for j, c in zip(top, chunks):
+            if any(s == c.source and c.start < e and b < c.end for s, b, e in taken):
+                continue
+            taken.append((c.source, c.start, c.end))
+            results.append(self._result(len(results) + 1, float(fused[j]), c, terms, idf,
+                                        float(dense[j]), float(sparse[j])))
+            if len(results) == k:
+                break
+        return results
+
+    def _result(self, rank: int, score: float, c: Chunk, terms: list[str], idf: dict[str, float],
+                dense: float, sparse: float) -> Result:
+        matched = matched_terms(c.text, terms)
+        best = self.best_sentence(c, terms, idf)
+        return Result(rank=rank, score=round(score, 6), source=c.source, start=c.start, end=c.end,
+                      text=c.text, title=c.title, author=c.author, section=c.section,
+                      paragraph=c.paragraph, affiliation=c.affiliation, id=c.id, matched=matched,
+                      best_sentence=best, scores={"dense": round(dense, 6), "bm25": round(sparse, 4)})
+
+    def best_sentence(self, c: Chunk, terms: list[str], idf: dict[str, float]) -> dict:
+        """The sentence of the chunk sharing the most (idf-weighted) query terms."""
+        raw = _file_text(self.index.store, c.source)
+        text, idx = clean_map(raw[c.start:c.end], c.joins, c.start) if raw else (c.text, None)
+        best, best_score = None, -1.0
+        for m in _SENT.finditer(text):
+            s = m.group().strip()
+            if len(s) < 2:
+                continue
+            ns = normalize(s)
+            score = sum(w for t, w in idf.items() if t in ns) + min(len(s), 80) / 1000
+            if score > best_score:
+                best, best_score = m, score
+        if best is None:
+            return {"text": c.text, "start": c.start, "end": c.end}
+        a, b = best.start(), best.end()
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        start, end = (idx[a], idx[b - 1] + 1) if idx else (c.start, c.end)
+        return {"text": text[a:b], "start": start, "end": end}
+
+
+def matched_terms(text: str, terms: list[str]) -> list[str]:
+    """Query terms that literally occur in the passage (longest first, for highlighting)."""
+    low = text.lower()
+    found = [t for t in terms if len(t) > 1 or not t.isascii()]
+    found = [t for t in found if t in low]
+    return sorted(set(found), key=lambda t: (-len(t), t))
+
+
+_text_cache_lock = threading.Lock()
+
+
+@lru_cache(maxsize=256)
+def _cached_text(store_path: str, source: str, store) -> str | None:
+    return store.file_text(source)
+
+
+def _file_text(store, source: str) -> str | None:
+    with _text_cache_lock:
+        return _cached_text(str(store.path), source, store)

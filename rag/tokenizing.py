@@ -1,0 +1,75 @@
+"""Keyword tokens for BM25: jieba for Chinese, words and numbers for the rest.
+
+Text is normalised first (NFKC folds full-width `１１０` to `110`; Traditional characters
+are mapped to Simplified; case is folded) so a query matches however it was typed.
+Quoted terms of the corpus (“两个确立”, “八个不发生”) become jieba words, so a quoted
+phrase is one strong token as well as its parts. The word list is saved with the index:
+queries must be cut exactly as the passages were.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Iterable
+
+_QUOTED = re.compile(r"[“「『\"]([^”」』\"\n]{2,12})[”」』\"]")
+_PUNCT_ONLY = re.compile(r"^[\W_]+$")
+STOPWORDS = frozenset(
+    "的 了 和 与 及 或 是 在 为 对 把 被 将 从 以 于 等 也 都 而 并 其 之 这 那 有 中 上 下 个 "
+    "吗 呢 吧 啊 什么 哪些 哪个 怎么 怎样 如何 多少 几 是否 谁 哪 哪里 为什么 "
+    "a an the of to in on for and or is are was were be by with as at from that this what "
+    "which who how why when where does do did".split())
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    try:
+        import opencc
+
+        return opencc.OpenCC("t2s")
+    except Exception:  # OpenCC missing: Traditional text still searches by meaning
+        return None
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    conv = _t2s()
+    return conv.convert(text) if conv else text
+
+
+def quoted_terms(texts: Iterable[str]) -> list[str]:
+    """Short quoted phrases of the corpus, to be kept whole by the tokenizer."""
+    terms = set()
+    for t in texts:
+        for m in _QUOTED.finditer(t):
+            terms.add(normalize(m.group(1)).strip())
+    return sorted(x for x in terms if x and not _PUNCT_ONLY.match(x))
+
+
+class Tokenizer:
+    """jieba (search mode) with the corpus's quoted terms as extra words."""
+
+    def __init__(self, user_words: Iterable[str] = ()) -> None:
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self._jieba = jieba.Tokenizer()
+        self._jieba.initialize()
+        self.user_words = sorted(set(user_words))
+        for w in self.user_words:
+            self._jieba.add_word(w, freq=2000)
+
+    def __call__(self, text: str) -> list[str]:
+        out = []
+        for tok in self._jieba.cut_for_search(normalize(text)):
+            tok = tok.strip()
+            if not tok or tok in STOPWORDS or _PUNCT_ONLY.match(tok):
+                continue
+            out.append(tok)
+        return out
+
+    def query_terms(self, text: str) -> list[str]:
+        """Distinct tokens of a query, in order (a repeated word is not a stronger query)."""
+        return list(dict.fromkeys(self(text)))
