@@ -18,6 +18,7 @@ import numpy as np
 
 from rag import bm25
 from rag.cleaning import clean_map
+from rag.crosslingual import is_english, translate
 from rag.chunking import Chunk
 from rag.embedding import Embedder, get_embedder
 from rag.errors import RagError
@@ -129,6 +130,10 @@ class Searcher:
         terms = self.index.tokenizer.query_terms(query)
         with self._lock:
             sparse_all = bm25.scores(self.index.bm25, terms, self.n)
+            if is_english(query):
+                extra = self._translated_scores(query)
+                sparse_all = sparse_all + extra[0]
+                terms = terms + [t for t in extra[1] if t not in terms]
         n_cand = self.fusion.candidates
         if allowed is not None:
             pool = allowed
@@ -146,6 +151,18 @@ class Searcher:
         cand = np.unique(np.concatenate([top_d, top_s]).astype(np.int64))
         dense = np.asarray(self.index.vectors[cand] @ qvec, dtype=np.float32)
         return cand, dense, sparse_all[cand], terms
+
+    def _translated_scores(self, query: str) -> tuple[np.ndarray, list[str]]:
+        """BM25 of an English query's dictionary senses: each word scores by its best sense."""
+        total = np.zeros(self.n, dtype=np.float32)
+        used: list[str] = []
+        for group in translate(query):
+            toks = list(dict.fromkeys(t for sense in group for t in self.index.tokenizer(sense)
+                                      if t in self.index.bm25.vocab_dict))
+            if toks:
+                total += np.max([bm25.scores(self.index.bm25, [t], self.n) for t in toks], axis=0)
+                used += toks
+        return total, used
 
     def _rank(self, query: str, qvec: np.ndarray, dense_top, allowed, k: int) -> list[Result]:
         cand, dense, sparse, terms = self.leg_scores(query, qvec, dense_top, allowed)
