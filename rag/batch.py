@@ -9,6 +9,7 @@ Outputs: `.jsonl` lines `{"id", "query", ..., "results": [...]}`; `.csv` one row
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -46,21 +47,45 @@ def open_text(path: Path) -> IO[str]:
 
 def read_items(path: str | Path, strict: bool = False,
                on_error: Callable[[str], None] = _warn) -> Iterator[Item]:
+    """The queries of a batch file, read as they are consumed.
+
+    The file type, its existence, its first line and (for .csv) its header are checked
+    at once, before any item is asked for, so a caller can refuse a bad file before it
+    opens (and truncates) an output file.
+    """
     path = Path(path)
     kind = path.suffix.lower()
     if kind not in INPUT_KINDS:
         raise RagError(f"{path}: unsupported batch file type {kind or '(none)'}; use .txt, .jsonl or .csv")
     if not path.is_file():
         raise RagError(f"batch file not found: {path}")
+    f = open_text(path)
+    try:
+        lines = _lines(f, path)
+        first = next(lines, None)
+        qi = ii = None
+        if kind == ".csv" and first is not None:
+            header = [h.strip().lower() for h in next(csv.reader([first[1]]), [])]
+            if "query" not in header:
+                raise RagError(f"{path}:1: CSV header must have a 'query' column (and usually 'id'), got {header}")
+            qi, ii = header.index("query"), header.index("id") if "id" in header else None
+            first = None                      # the header is not a query
+    except BaseException:
+        f.close()
+        raise
+    head = [first] if first is not None else []
+    return _items(f, itertools.chain(head, lines), path, kind, qi, ii, strict, on_error)
 
+
+def _items(f: IO[str], lines: Iterator[tuple[int, str]], path: Path, kind: str, qi: int | None,
+           ii: int | None, strict: bool, on_error: Callable[[str], None]) -> Iterator[Item]:
     def bad(line: int, why: str) -> None:
         msg = f"{path}:{line}: {why}"
         if strict:
             raise RagError(msg)
         on_error(msg + " (skipped)")
 
-    with open_text(path) as f:
-        lines = _lines(f, path)
+    with f:
         if kind == ".txt":
             for no, line in lines:
                 q = line.strip()
@@ -82,14 +107,8 @@ def read_items(path: str | Path, strict: bool = False,
                 extra = {k: v for k, v in obj.items() if k not in ("id", "query", "results")}
                 yield Item(no, str(qid), obj["query"], extra)
         else:
-            first = next(lines, None)
-            if first is None:
+            if qi is None:                    # empty file: no header, no queries
                 return
-            header = next(csv.reader([first[1]]))
-            header = [h.strip().lower() for h in header]
-            if "query" not in header:
-                raise RagError(f"{path}:1: CSV header must have a 'query' column (and usually 'id'), got {header}")
-            qi, ii = header.index("query"), header.index("id") if "id" in header else None
             for no, line in lines:
                 if not line.strip():
                     continue

@@ -110,7 +110,9 @@ class SentenceTransformerEmbedder:
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         self.prompts = prompts_for(label or name)
         self.batch_size = batch_size
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dim = getattr(self._model, "get_embedding_dimension", None) \
+            or self._model.get_sentence_embedding_dimension      # renamed in sentence-transformers 6
+        self.dim = int(dim())
         self.id = f"st:{label or name}:{self.prompts.query!r}:{self.prompts.passage!r}"
 
     def _encode(self, texts: list[str], prompt: str) -> np.ndarray:

@@ -61,3 +61,14 @@ def seed_chunks(seeds_dir: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def seed_index(tmp_path_factory, seeds_dir: Path) -> Path:
+    """The seed corpus indexed once per session with the default embedder (~25 s; read-only:
+    tests must not build into it)."""
+    from rag.index import build
+
+    folder = tmp_path_factory.mktemp("seed_index") / "index"
+    build(seeds_dir, folder)
+    return folder
