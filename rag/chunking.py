@@ -25,7 +25,7 @@ class ChunkSettings:
     min_chars: int = 80
 
     def id(self) -> str:
-        return f"para-v1:max{self.max_chars}:min{self.min_chars}"
+        return f"para-v2:max{self.max_chars}:min{self.min_chars}"
 
 
 @dataclass
@@ -201,5 +201,9 @@ def embed_text(c: Chunk) -> str:
     """
     where = " ".join(x for x in (c.affiliation, c.author) if x)
     head = "《" + c.title + "》" if c.title else ""
+    if c.kind == "header":
+        # the byline answers "who wrote it, in what post": say so in words
+        by = f"作者：{c.author}" + (f"（{c.affiliation}）" if c.affiliation else "") if c.author else ""
+        return "\n".join(p for p in (head, by, c.text) if p)
     parts = [p for p in (where, head, " > ".join(c.section)) if p]
-    return ("\n".join(parts) + "\n" + c.text) if parts and c.kind != "header" else c.text
+    return ("\n".join(parts) + "\n" + c.text) if parts else c.text

@@ -18,6 +18,7 @@ MAX_SENSES = 6
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _POS = re.compile(r"\b(?:n|adj|adv|vt|vi|v|vbl|prep|conj|pron|num|int|art|abbr|aux)\.")
 _PAREN = re.compile(r"[(（\[][^)）\]]*[)）\]]")
+_INFLECTED = re.compile(r"([a-z]+)\s*的(?:过去式|过去分词|复数|现在分词|第三人称单数|比较级|最高级)")
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{1,8}")
 EN_STOP = frozenset("""a an the of to in on for and or is are was were be been being by with as at from
 that this these those what which who whom whose how why when where does do did its it his her their
@@ -58,11 +59,14 @@ def _lemmas(word: str) -> list[str]:
     return forms
 
 
-def senses(word: str) -> list[str]:
+def senses(word: str, _depth: int = 0) -> list[str]:
     """Chinese renderings of an English word, most common first."""
     d = _dictionary()
     for form in _lemmas(word):
         entry = d.get(form)
+        ref = _INFLECTED.search(entry or "")
+        if ref and _depth < 2 and ref.group(1) != form:   # "wrote": "write的过去式"
+            return senses(ref.group(1), _depth + 1)
         if entry:
             text = _PAREN.sub("", _POS.sub(",", entry))
             out = list(dict.fromkeys(_CJK_RUN.findall(text)))
