@@ -158,6 +158,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cite(args: argparse.Namespace) -> int:
+    from rag.cite import cmd_cite as run
+
+    return run(args)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from rag import models
 
@@ -228,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="verify an index: checksums, counts, loadability")
     _add_index(p, embedder=False)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("cite", help="find where a quote comes from and whether it is quoted correctly")
+    p.add_argument("quote", nargs="?", help="the quoted text")
+    p.add_argument("--input", help='.jsonl of {"id", "quote"} lines (instead of one quote)')
+    p.add_argument("-o", "--output", help="output .jsonl for --input (default: stdout)")
+    p.add_argument("-k", type=int, default=5, help="related passages to list (default 5)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-related", action="store_true", help="skip the related-passages search")
+    _add_index(p)
+    p.set_defaults(func=cmd_cite)
 
     p = sub.add_parser("models", help="provision local models")
     msub = p.add_subparsers(dest="models_command", required=True)

@@ -120,6 +120,14 @@ class Store:
                                f"ORDER BY start LIMIT ?", (source, end, after)).fetchall()
         return [_row_to_chunk(r) for r in reversed(prev)] + [_row_to_chunk(r) for r in nxt]
 
+    def covering(self, source: str, start: int, end: int) -> list[Chunk]:
+        """The chunks of `source` overlapping the raw span [start, end), in reading order
+        (for citation lookup: metadata of the chunk holding a match, page-break joins)."""
+        cols = ", ".join(_quoted(c) for c in _COLS)
+        rows = self.con.execute(f"SELECT {cols} FROM chunks WHERE source=? AND start<? AND \"end\">? "
+                                f"ORDER BY start", (source, max(end, start + 1), start)).fetchall()
+        return [_row_to_chunk(r) for r in rows]
+
     def close(self) -> None:
         con = getattr(self._local, "con", None)
         if con is not None:
