@@ -11,6 +11,7 @@ The machine may be shared: compare medians, and read p90 with that in mind.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -104,6 +105,7 @@ def main() -> int:
     finally:
         if app:
             app.stop()
+            shutil.rmtree(app.corpus.parent, ignore_errors=True)
     print("\n".join(lines))
     return 0
 
