@@ -29,6 +29,7 @@ import hmac
 import itertools
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -669,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="rag-app-"))
     atexit.register(shutil.rmtree, workdir, True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))    # `kill` too cleans the folder up
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")   # uploads stay in the app's folder
     svc = Service(live, index_dir, corpus if corpus and corpus.is_dir() else None, workdir)
     demo = build_ui(svc)
