@@ -66,7 +66,6 @@ EVIDENCE = 4               # ... beyond the first EVIDENCE characters (see max_e
 MAX_MATCHES = 50
 MAX_RELATED = 100          # the search engine's own limit on k
 RELATED_LABEL = "related, not a match"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WS = re.compile(r"\s+")
 
 
@@ -101,15 +100,9 @@ class CiteResult:
 
 def clean_quote(quote: object) -> str:
     """The quote as it will be looked up, or a one-line error saying what is wrong."""
-    if not isinstance(quote, str):
-        raise RagError("the quote must be text")
-    q = quote.encode("utf-8", "replace").decode("utf-8")
-    q = _CONTROL.sub(" ", q).strip()
-    if not q:
-        raise RagError("the quote is empty")
-    if len(q) > MAX_QUOTE_CHARS:
-        raise RagError(f"the quote is {len(q)} characters long; the limit is {MAX_QUOTE_CHARS}")
-    return q
+    from rag.search import clean_input
+
+    return clean_input(quote, "quote", MAX_QUOTE_CHARS)
 
 
 def check_quote(quote: object) -> tuple[str, str]:

@@ -59,17 +59,21 @@ class Result:
         return asdict(self)
 
 
-def clean_query(query: object) -> str:
-    """A query fit to search, or a one-line error saying what is wrong with it."""
-    if not isinstance(query, str):
-        raise RagError("the query must be text")
-    q = query.encode("utf-8", "replace").decode("utf-8")   # lone surrogates
+def clean_input(value: object, what: str, limit: int) -> str:
+    """Text fit to look up, or a one-line error saying what is wrong with it."""
+    if not isinstance(value, str):
+        raise RagError(f"the {what} must be text")
+    q = value.encode("utf-8", "replace").decode("utf-8")   # lone surrogates
     q = _CONTROL.sub(" ", q).strip()
     if not q:
-        raise RagError("the query is empty")
-    if len(q) > MAX_QUERY_CHARS:
-        raise RagError(f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}")
+        raise RagError(f"the {what} is empty")
+    if len(q) > limit:
+        raise RagError(f"the {what} is {len(q)} characters long; the limit is {limit}")
     return q
+
+
+def clean_query(query: object) -> str:
+    return clean_input(query, "query", MAX_QUERY_CHARS)
 
 
 def check_k(k: object) -> int:
