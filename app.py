@@ -41,7 +41,7 @@ from typing import Callable
 import gradio as gr
 
 from rag import ui_render as ui
-from rag.batch import Writer, chunked, read_items
+from rag.batch import Writer, answer, read_items
 from rag.chunking import ChunkSettings
 from rag.documents import decode
 from rag.embedding import show_progress
@@ -190,23 +190,16 @@ class Service:
         snap = self.live.get()
         writers = [Writer(jsonl), Writer(csvp)]
         done = answered = 0
+
+        def bad(it, e: RagError) -> None:
+            warn(f"{name}:{it.line}: {e} (skipped)")
+
         try:
-            for group in chunked(iter(items), 16):
-                ok = []
-                for it in group:
-                    try:
-                        it.query = clean_query(it.query)
-                        ok.append(it)
-                    except RagError as e:
-                        warn(f"{name}:{it.line}: {e} (skipped)")
-                if ok:
-                    found = snap.searcher.search_many([it.query for it in ok], k=k)
-                    for it, res in zip(ok, found):
-                        rec = {"id": it.id, "query": it.query, **it.extra,
-                               "results": [r.to_dict() for r in res]}
-                        for w in writers:
-                            w.write(rec)
-                answered += len(ok)
+            for group, records in answer(iter(items), snap.searcher, k, bad, size=16):
+                for rec in records:
+                    for w in writers:
+                        w.write(rec)
+                answered += len(records)
                 done += len(group)
                 progress(done / len(items), f"已完成 {done}/{len(items)}")
         except BaseException:

@@ -238,3 +238,23 @@ def chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
     if buf:
         yield buf
 
+
+def answer(items: Iterator[Item], searcher, k: int, on_bad: Callable[[Item, RagError], None],
+           size: int = 64, **filters) -> Iterator[tuple[list[Item], list[dict]]]:
+    """Search the items in groups; yields each group with the records of its valid queries.
+
+    A query that fails its check goes to `on_bad` (which may raise to stop the run)."""
+    from rag.search import clean_query
+
+    for group in chunked(items, size):
+        ok = []
+        for it in group:
+            try:
+                it.query = clean_query(it.query)
+                ok.append(it)
+            except RagError as e:
+                on_bad(it, e)
+        found = searcher.search_many([it.query for it in ok], k=k, **filters) if ok else []
+        yield group, [{"id": it.id, "query": it.query, **it.extra, "results": [r.to_dict() for r in res]}
+                      for it, res in zip(ok, found)]
+

@@ -91,9 +91,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from rag.batch import Writer, chunked, read_items
+    from rag.batch import Writer, answer, read_items
     from rag.embedding import show_progress
-    from rag.search import check_k, clean_query
+    from rag.search import check_k
 
     check_k(args.k)
     items = read_items(args.input, strict=args.strict)     # a bad file is refused before loading
@@ -104,23 +104,19 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(desc="queries", unit="q")
+
+    def bad(it, e: RagError) -> None:
+        if args.strict:
+            raise RagError(f"{args.input}:{it.line}: {e}") from None
+        print(f"warning: {args.input}:{it.line}: {e} (skipped)", file=sys.stderr)
+
     done = 0
     try:
-        for group in chunked(items, 64):
-            ok = []
-            for it in group:
-                try:
-                    it.query = clean_query(it.query)
-                    ok.append(it)
-                except RagError as e:
-                    if args.strict:
-                        raise RagError(f"{args.input}:{it.line}: {e}") from None
-                    print(f"warning: {args.input}:{it.line}: {e} (skipped)", file=sys.stderr)
-            for it, res in zip(ok, searcher.search_many([it.query for it in ok], k=args.k,
-                                                        source=args.source, article=args.article)):
-                writer.write({"id": it.id, "query": it.query, **it.extra,
-                              "results": [r.to_dict() for r in res]})
-            done += len(ok)
+        for group, records in answer(items, searcher, args.k, bad, source=args.source,
+                                     article=args.article):
+            for rec in records:
+                writer.write(rec)
+            done += len(records)
             if bar:
                 bar.update(len(group))
     except BaseException:
