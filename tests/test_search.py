@@ -218,8 +218,9 @@ def test_search_many_equals_one_by_one(searcher):
     assert len(many) == len(queries)
     for q, got in zip(queries, many):
         one = searcher.search(q, k=7)
-        assert [(r.id, r.rank, r.score, r.best_sentence) for r in got] == \
-               [(r.id, r.rank, r.score, r.best_sentence) for r in one]
+        assert [(r.id, r.rank, r.best_sentence) for r in got] == [(r.id, r.rank, r.best_sentence) for r in one]
+        # a padded batch runs different matrix shapes: the same vector up to float rounding
+        assert [r.score for r in got] == pytest.approx([r.score for r in one], abs=1e-5)
     filtered = searcher.search_many(queries[:2], k=3, article="王一鸥")
     for q, got in zip(queries[:2], filtered):
         assert [r.id for r in got] == [r.id for r in searcher.search(q, k=3, article="王一鸥")]
