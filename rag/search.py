@@ -120,13 +120,20 @@ class Searcher:
                article: str | None = None) -> list[Result]:
         return self.search_many([query], k, source, article)[0]
 
+    def embed(self, queries: Sequence[str]) -> np.ndarray:
+        """Query vectors, for callers that embed one batch while ranking another."""
+        return self.embedder.queries([clean_query(q) for q in queries])
+
     def search_many(self, queries: Sequence[str], k: int = 10, source: str | None = None,
-                    article: str | None = None) -> list[list[Result]]:
+                    article: str | None = None, vectors: np.ndarray | None = None) -> list[list[Result]]:
+        """Results for each query; `vectors`, if given, are `embed(queries)` computed earlier."""
         k = check_k(k)
         qs = [clean_query(q) for q in queries]
         if not qs:
             return []
-        qvecs = self.embedder.queries(qs)
+        qvecs = self.embedder.queries(qs) if vectors is None else vectors
+        if len(qvecs) != len(qs):
+            raise ValueError(f"{len(qvecs)} vectors for {len(qs)} queries")
         allowed = None
         if source or article:
             allowed = np.asarray(self.index.store.positions_where(source, article), dtype=np.int64)

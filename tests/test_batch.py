@@ -204,3 +204,43 @@ def test_missing_file_bad_output_and_bad_k(batch, workdir):
         assert proc.returncode == 2, (args, proc.stderr)
         errors = error_lines(proc.stderr)
         assert len(errors) == 1 and expect in errors[0], (args, proc.stderr)
+
+
+# ------------------------------------------------------------------ the loop rag batch and the app share
+
+def test_answer_keeps_order_and_equals_search_many(seed_index):
+    from rag.batch import Item, answer
+    from rag.index import load
+    from rag.search import Searcher
+
+    searcher = Searcher(load(seed_index))
+    queries = ["湖南公安工作的规律性认识", "", "电信网络诈骗", "What strategic area is Qinghai located in?",
+               "青海 战略要地", "网民规模", "\x00", "从严管党治警"]
+    items = [Item(line=i + 1, id=f"q{i}", query=q, extra={"n": i}) for i, q in enumerate(queries)]
+    bad: list[int] = []
+    groups = list(answer(iter(items), searcher, 3, lambda it, e: bad.append(it.line), size=3))
+    # groups come back in input order, each with its own items, however embedding overlaps ranking
+    assert [[it.line for it in g] for g, _ in groups] == [[1, 2, 3], [4, 5, 6], [7, 8]]
+    assert bad == [2, 7]
+    records = [r for _, recs in groups for r in recs]
+    assert [r["id"] for r in records] == ["q0", "q2", "q3", "q4", "q5", "q7"]
+    expect = searcher.search_many([r["query"] for r in records], k=3)
+    for rec, res in zip(records, expect):
+        assert rec["n"] == int(rec["id"][1:])
+        assert [x["id"] for x in rec["results"]] == [x.id for x in res]
+
+
+def test_answer_stops_when_on_bad_raises(seed_index):
+    from rag.batch import Item, answer
+    from rag.index import load
+    from rag.search import Searcher
+
+    searcher = Searcher(load(seed_index))
+    items = [Item(line=i + 1, id=str(i), query=q, extra={}) for i, q in enumerate(["湖南", "青海", "", "四川"])]
+
+    def strict(it, e):
+        raise RagError(f"line {it.line}: {e}")
+
+    with pytest.raises(RagError, match="line 3"):
+        for _ in answer(iter(items), searcher, 3, strict, size=2):
+            pass
