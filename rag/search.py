@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Sequence
 
@@ -56,7 +56,16 @@ class Result:
     scores: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A JSON-ready copy (fields are flat values, lists of str and dicts of scalars;
+        dataclasses.asdict's recursive deep copy cost more than ranking the query)."""
+        return {f.name: _copy(getattr(self, f.name)) for f in _RESULT_FIELDS}
+
+
+def _copy(value):
+    return value.copy() if isinstance(value, (list, dict)) else value
+
+
+_RESULT_FIELDS = fields(Result)
 
 
 def clean_input(value: object, what: str, limit: int) -> str:
@@ -219,13 +228,15 @@ class Searcher:
                       paragraph=c.paragraph, affiliation=c.affiliation, id=c.id, matched=matched,
                       best_sentence=best, scores={"dense": round(dense, 6), "bm25": round(sparse, 4)})
 
-    def _prepared(self, c: Chunk) -> tuple[str, list[int] | None]:
-        """A chunk's normalized text and the raw offset of each of its characters
-        (cached: popular chunks come back query after query)."""
+    def _prepared(self, c: Chunk) -> tuple[list[tuple[int, int, str, float]], list[int] | None]:
+        """A chunk's sentences and the raw offset of each of its characters (cached:
+        popular chunks come back query after query).  A sentence is (start, end) in the
+        chunk's text without surrounding space, its normalized text to match query terms
+        in, and a small bonus for length that breaks ties towards fuller sentences."""
         with self._prepared_lock:
             hit = self._prepared_cache.get(c.id)
         if hit is None:
-            hit = (normalize(c.text), _offsets_of(self.index.store, c))
+            hit = (_sentences(c.text), _offsets_of(self.index.store, c))
             with self._prepared_lock:
                 if len(self._prepared_cache) > 4096:
                     self._prepared_cache.clear()
@@ -234,27 +245,33 @@ class Searcher:
 
     def best_sentence(self, c: Chunk, terms: list[str], idf: dict[str, float]) -> dict:
         """The sentence of the chunk sharing the most (idf-weighted) query terms."""
-        text = c.text                      # == clean(raw[start:end], joins): the offset rule
-        norm, idx = self._prepared(c)
-        same_len = len(norm) == len(text)
+        sentences, idx = self._prepared(c)
         best, best_score = None, -1.0
-        for m in _SENT.finditer(text):
-            s = m.group().strip()
-            if len(s) < 2:
-                continue
-            ns = norm[m.start():m.end()] if same_len else normalize(s)
-            score = sum(w for t, w in idf.items() if t in ns) + min(len(s), 80) / 1000
+        for sent in sentences:
+            score = sum(w for t, w in idf.items() if t in sent[2]) + sent[3]
             if score > best_score:
-                best, best_score = m, score
+                best, best_score = sent, score
         if best is None:
             return {"text": c.text, "start": c.start, "end": c.end}
-        a, b = best.start(), best.end()
+        a, b = best[0], best[1]           # c.text == clean(raw[start:end], joins): the offset rule
+        start, end = (idx[a], idx[b - 1] + 1) if idx else (c.start, c.end)
+        return {"text": c.text[a:b], "start": start, "end": end}
+
+
+def _sentences(text: str) -> list[tuple[int, int, str, float]]:
+    norm = normalize(text)
+    same_len = len(norm) == len(text)
+    out = []
+    for m in _SENT.finditer(text):
+        a, b = m.start(), m.end()
         while a < b and text[a].isspace():
             a += 1
         while b > a and text[b - 1].isspace():
             b -= 1
-        start, end = (idx[a], idx[b - 1] + 1) if idx else (c.start, c.end)
-        return {"text": text[a:b], "start": start, "end": end}
+        if b - a < 2:
+            continue
+        out.append((a, b, norm[m.start():m.end()] if same_len else normalize(text[a:b]), min(b - a, 80) / 1000))
+    return out
 
 
 def _offsets_of(store, c: Chunk) -> list[int] | None:

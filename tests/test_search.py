@@ -225,3 +225,14 @@ def test_search_many_equals_one_by_one(searcher):
     for q, got in zip(queries[:2], filtered):
         assert [r.id for r in got] == [r.id for r in searcher.search(q, k=3, article="王一鸥")]
     assert searcher.search_many([], k=3) == []
+
+
+def test_to_dict_equals_a_deep_copy(searcher):
+    from dataclasses import asdict
+
+    for r in searcher.search("湖南公安工作的规律性认识", k=3):
+        d = r.to_dict()
+        assert d == asdict(r)
+        d["section"].append("x")
+        d["best_sentence"]["start"] = -1
+        assert r.to_dict() == asdict(r) != d      # the copy is the caller's to change
