@@ -165,26 +165,24 @@ def make_cases(store, per_variant: int = 60, seed: int = 0) -> list[dict]:
             add(name, f(text), src, a, b)
     # fragments from inside long sentences
     longs = [x for x in sents if len(x[1]) >= 30]
-    n = 0
-    while n < per_variant:
-        src, text, a, b, idx = rng.choice(longs)
-        L = rng.randint(10, 24)
-        i = rng.randrange(1, len(text) - L)
-        frag = text[i:i + L]
-        if "\n" in frag or not _occurs_once(norm_corpus, frag) or len(normalize(frag)) < 8:
-            continue
-        add("fragment", frag, src, idx[i], idx[i + L - 1] + 1)
-        n += 1
-    n = 0
-    while n < per_variant:          # short fragments with one typo
-        src, text, a, b, idx = rng.choice(longs)
-        L = rng.randint(8, 12)
-        i = rng.randrange(1, len(text) - L)
-        frag = text[i:i + L]
-        if "\n" in frag or not _occurs_once(norm_corpus, frag) or len(normalize(frag)) < 8:
-            continue
-        add("short_typo", _typo(frag, rng, vocab, 0.01), src, idx[i], idx[i + L - 1] + 1)
-        n += 1
+
+    def fragments(lo: int, hi: int):
+        """`per_variant` fragments of lo..hi chars, each occurring once in the corpus."""
+        n = 0
+        while n < per_variant:
+            src, text, a, b, idx = rng.choice(longs)
+            L = rng.randint(lo, hi)
+            i = rng.randrange(1, len(text) - L)
+            frag = text[i:i + L]
+            if "\n" in frag or not _occurs_once(norm_corpus, frag) or len(normalize(frag)) < 8:
+                continue
+            yield frag, src, idx[i], idx[i + L - 1] + 1
+            n += 1
+
+    for frag, src, start, end in fragments(10, 24):
+        add("fragment", frag, src, start, end)
+    for frag, src, start, end in fragments(8, 12):      # short fragments with one typo
+        add("short_typo", _typo(frag, rng, vocab, 0.01), src, start, end)
     # across page breaks, across two paragraphs, longer than one chunk
     flows = {s: _flow(store, s) for s, _h, _e in store.files()}
     joins = [(c.source, j) for _p, c in store.iter_chunks() for j in c.joins]

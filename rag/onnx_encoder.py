@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.errors import RagError
+from rag.models import windowed_mean
 
 ONNX_FILE = "encoder.onnx"
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
@@ -122,8 +123,6 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
         """L2-normalized float32 rows for ``prompt + text``."""
-        from rag.models import windowed_mean
-
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._tok_lock:

@@ -120,3 +120,13 @@ def tiny_index(tmp_path_factory) -> tuple[Path, Path]:
     corpus = write_corpus(root / "corpus", TINY_DOCS)
     build(corpus, root / "index", embedder=TINY_EMBEDDER)
     return corpus, root / "index"
+
+
+@pytest.fixture(scope="module")
+def app(request, tmp_path_factory, seed_index):
+    """The web app serving the seed index, one per test module that asks for it."""
+    from app_harness import start_app
+
+    a = start_app(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]), seed_index)
+    yield a
+    a.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app_harness import REPO, SEEDS, read_raw, start_app
+from app_harness import REPO, SEEDS, read_raw
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -28,13 +28,6 @@ SICHUAN_TITLE = "深耕善治 以治促稳"                    # 黄瑞雪's art
 QUOTE = "坚持和发展新时代“枫桥经验”，常态化开展矛盾纠纷排查化解，妥善做好重点群体维护稳定工作"
 QUERY_BOX = "#rag-query textarea, #rag-query input"
 WARM = ["枫桥经验", "电信网络诈骗", "队伍建设", "科技信息化", "扫黑除恶", "交通事故预防", "政治安全", "禁毒"]
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, seed_index):
-    a = start_app(tmp_path_factory.mktemp("app_browser"), seed_index)
-    yield a
-    a.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app_harness import REPO, SEEDS, XSS_DOC, AppProcess, Hammer, free_port, read_raw, start_app
+from app_harness import REPO, SEEDS, XSS_DOC, AppProcess, Hammer, free_port, read_raw
 
 SICHUAN = "000_9fefdf128692389e.txt"            # 黄瑞雪's article on the “五大行动”
 GUANGDONG = "003_8750069abcf0ab7e.txt"
@@ -28,13 +28,6 @@ RESULT_FIELDS = {"rank", "score", "source", "start", "end", "text", "title", "au
                  "paragraph", "affiliation", "id", "matched", "best_sentence", "scores"}
 HAS_CITE = importlib.util.find_spec("rag.cite") is not None
 needs_cite = pytest.mark.skipif(not HAS_CITE, reason="rag/cite.py (citation lookup) is not in this tree yet")
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, seed_index):
-    a = start_app(tmp_path_factory.mktemp("app_e2e"), seed_index)
-    yield a
-    a.stop()
 
 
 @pytest.fixture(scope="module")

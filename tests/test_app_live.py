@@ -23,16 +23,21 @@ def corpus(tmp_path):
     return c
 
 
+def built_live(corpus, tmp_path) -> tuple:
+    """(index folder, LiveIndex on it, the log lines it writes) for a fresh build of `corpus`."""
+    index = tmp_path / "index"
+    build(corpus, index)
+    logs: list[str] = []
+    return index, LiveIndex(index, log=logs.append), logs
+
+
 def test_no_index_is_a_clear_error(tmp_path):
     with pytest.raises(RagError, match="no index"):
         LiveIndex(tmp_path / "none").get()
 
 
 def test_follows_new_generations_and_keeps_answering(corpus, tmp_path):
-    index = tmp_path / "index"
-    build(corpus, index)
-    logs: list[str] = []
-    live = LiveIndex(index, log=logs.append)
+    index, live, logs = built_live(corpus, tmp_path)
     s1 = live.get()
     assert s1.generation == "gen-000001" and live.get() is s1          # cheap when unchanged
     assert s1.citer is None or hasattr(s1.citer, "lookup")
@@ -70,10 +75,7 @@ def test_follows_new_generations_and_keeps_answering(corpus, tmp_path):
 
 
 def test_keeps_serving_when_a_generation_cannot_be_loaded(corpus, tmp_path):
-    index = tmp_path / "index"
-    build(corpus, index)
-    logs: list[str] = []
-    live = LiveIndex(index, log=logs.append)
+    index, live, logs = built_live(corpus, tmp_path)
     s1 = live.get()
     current = (index / "CURRENT").read_bytes()
     (index / "CURRENT").write_text(json.dumps({"generation": "gen-000099"}), encoding="utf-8")
