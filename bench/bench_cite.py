@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rag import cite  # noqa: E402
-from rag.cleaning import clean_map  # noqa: E402
-from rag.ngrams import normalize  # noqa: E402
+from rag.chunks.cleaning import clean_map  # noqa: E402
+from rag.cite.ngrams import normalize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NEGATIVES = REPO / "tests" / "data" / "cite_negatives.txt"
@@ -354,8 +354,8 @@ def _quotes(store, rng, n=20) -> list[str]:
 def synthetic_store(folder: Path, min_chunks: int, seed: int = 0) -> Path:
     """A chunk store of >= min_chunks passages (~360 characters) from CMRC and the seeds,
     repeated with perturbations (characters replaced, sentences shuffled)."""
-    from rag.chunking import Chunk
-    from rag.store import create
+    from rag.chunks.chunker import Chunk
+    from rag.index.store import create
 
     rng = random.Random(seed)
     base = [p.read_text(encoding="utf-8") for p in sorted(CMRC.glob("*.txt"))]
@@ -392,7 +392,7 @@ def synthetic_store(folder: Path, min_chunks: int, seed: int = 0) -> Path:
 
 def latency(args) -> None:
     from rag.index import load
-    from rag.store import Store
+    from rag.index.store import Store
 
     rng = random.Random(args.seed)
     index = load(args.index)

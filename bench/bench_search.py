@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.batch import Item, answer  # noqa: E402
-from rag.chunking import ChunkSettings, chunk_document, embed_text  # noqa: E402
+from rag.batchio import Item, answer  # noqa: E402
+from rag.chunks.chunker import ChunkSettings, chunk_document, embed_text  # noqa: E402
 from rag.documents import load_corpus  # noqa: E402
-from rag.embedding import get_embedder  # noqa: E402
+from rag.embed import get_embedder  # noqa: E402
 from rag.index import build, load  # noqa: E402
 from rag.search import Searcher  # noqa: E402
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rag.evaluate import Judged, first_hit, metrics  # noqa: E402
+from rag.batchio.evaluate import Judged, first_hit, metrics  # noqa: E402
 from rag.index import load  # noqa: E402
 from rag.search import Searcher, fuse  # noqa: E402
 

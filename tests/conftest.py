@@ -18,6 +18,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SEEDS = REPO / "seeds"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    """rag.settings reads the environment once per process; tests that change it start fresh."""
+    from rag import settings
+
+    settings.get.cache_clear()
+    yield
+    settings.get.cache_clear()
+
+
 def run_cli(*args: str, cwd: Path | str = REPO, timeout: float = 120,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m rag ARGS` in a subprocess; returns the completed process (text mode)."""

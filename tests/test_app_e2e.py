@@ -24,8 +24,10 @@ QUESTION = "四川公安开展的“五大行动”包括哪些内容？"
 # one whole sentence of 王志忠's article, occurring once in the corpus
 QUOTE = ("树牢“群众过节、公安过关”工作理念，以高速公路、城市标志性建筑物、旅游景区、大型活动等为重点，"
          "扎实做好保安全、保畅通、战疫情各项工作，努力让人民群众过一个平安祥和的节日。")
+# the citation record's fields plus how the passage ranked
 RESULT_FIELDS = {"rank", "score", "source", "start", "end", "text", "title", "author", "section",
-                 "paragraph", "affiliation", "id", "matched", "best_sentence", "scores"}
+                 "paragraph", "affiliation", "article", "page", "page_end", "boxes", "block",
+                 "id", "matched", "best_sentence", "scores"}
 HAS_CITE = importlib.util.find_spec("rag.cite") is not None
 needs_cite = pytest.mark.skipif(not HAS_CITE, reason="rag/cite.py (citation lookup) is not in this tree yet")
 
@@ -210,7 +212,7 @@ def test_batch_jsonl_gives_jsonl_and_csv(client, tmp_path):
     assert records[0]["results"][0]["source"] == SICHUAN
     with open(csvp, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    from rag.batch import CSV_FIELDS
+    from rag.batchio import CSV_FIELDS
 
     assert list(rows[0]) == CSV_FIELDS
     assert len(rows) == sum(len(r["results"]) for r in records)

@@ -1,4 +1,4 @@
-"""rag.live: the app's index snapshot follows builds (CURRENT switches) without stopping
+"""rag.web.live: the app's index snapshot follows builds (CURRENT switches) without stopping
 answering, keeps serving the old generation when a new one cannot be loaded."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from rag.errors import RagError
 from rag.index import build
-from rag.live import LiveIndex
+from rag.web.live import LiveIndex
 
 DOC_A = "甲文\n\n作者甲\n\n青藏高原的牦牛养殖合作社推行统一防疫，牧民收入明显增加。\n\n合作社还建立了冷链仓储和电商销售渠道。\n"
 DOC_B = "乙文\n\n作者乙\n\n东海渔场的伏季休渔制度保护了带鱼资源，渔政部门开展海上巡查。\n"

@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from rag import ui_render as ui
+from rag import settings
+
+from rag.web import render as ui
 
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)> ${7*7} {{value}} `x` \'q\' "dq" &amp;'
 
@@ -114,16 +116,15 @@ def test_library_and_batch_html_are_escaped():
 
 @pytest.fixture(scope="module")
 def app_module():
-    import importlib.util
-    import sys
-    from pathlib import Path
+    """The web layer's functions, by the names app.py used to hold them."""
+    from types import SimpleNamespace
 
-    path = Path(__file__).resolve().parents[1] / "app.py"
-    spec = importlib.util.spec_from_file_location("rag_web_app", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["rag_web_app"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from rag.web import auth, launch, messages, service
+
+    names = {}
+    for mod in (service, auth, messages, launch):
+        names.update({k: v for k, v in vars(mod).items() if not k.startswith("__")})
+    return SimpleNamespace(**names)
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -145,14 +146,19 @@ def test_auth_configuration(app_module, monkeypatch, tmp_path):
     from rag.errors import RagError
 
     monkeypatch.delenv("RAG_AUTH", raising=False)
+
+    settings.get.cache_clear()
     monkeypatch.delenv("RAG_AUTH_FILE", raising=False)
+    settings.get.cache_clear()
     assert app_module.load_auth() is None
     monkeypatch.setenv("RAG_AUTH", "alice:s3:cret")
+    settings.get.cache_clear()
     pairs = app_module.load_auth()
     assert pairs == [("alice", "s3:cret")]
     f = tmp_path / "users"
     f.write_text("# users\nbob:pw1\n\ncarol:pw2\n", encoding="utf-8")
     monkeypatch.setenv("RAG_AUTH_FILE", str(f))
+    settings.get.cache_clear()
     pairs = app_module.load_auth()
     check = app_module.make_auth(pairs)
     assert check("alice", "s3:cret") and check("bob", "pw1") and check("carol", "pw2")
@@ -161,17 +167,31 @@ def test_auth_configuration(app_module, monkeypatch, tmp_path):
     with pytest.raises(RagError, match=":1: expected user:password"):
         app_module.load_auth()
     monkeypatch.setenv("RAG_AUTH", "nopassword")
+    settings.get.cache_clear()
     with pytest.raises(RagError):
         app_module.load_auth()
 
 
 def test_error_messages_are_chinese_with_detail(app_module):
-    from rag.errors import RagError
+    """Messages follow the error's type (raised by the library itself), never its wording."""
+    from rag.cite import check_quote
+    from rag.errors import IndexBusy, RagError
+    from rag.search import check_k, clean_query
 
-    zh, en = app_module.zh_message(RagError("the query is empty"))
+    def raised(fn, *args):
+        with pytest.raises(RagError) as info:
+            fn(*args)
+        return info.value
+
+    zh, en = app_module.zh_message(raised(clean_query, "   "))
     assert zh == "请输入内容后再提交。" and en == "the query is empty"
-    zh, _ = app_module.zh_message(RagError("the quote is too short to locate: it has 2 letters or digits, "
-                                           "at least 4 are needed"))
-    assert "至少需要 4 个" in zh
+    zh, _ = app_module.zh_message(raised(check_quote, "公安"))
+    assert "至少需要 4 个" in zh and "只有 2 个" in zh
+    zh, _ = app_module.zh_message(raised(clean_query, "问" * 4001))
+    assert zh == "问题过长：4001 字，上限 4000 字。"
+    zh, _ = app_module.zh_message(raised(check_k, 0))
+    assert "1 到 100" in zh
+    zh, _ = app_module.zh_message(IndexBusy("another build is already writing index x; wait"))
+    assert "另一个索引构建" in zh
     zh, en = app_module.zh_message(RagError("something else"))
     assert zh == "出错了：something else" and en == ""

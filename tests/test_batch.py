@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from rag.batch import CSV_FIELDS, read_items
+from rag.batchio import CSV_FIELDS, read_items
 from rag.errors import RagError
 
 from conftest import run_cli
@@ -209,7 +209,7 @@ def test_missing_file_bad_output_and_bad_k(batch, workdir):
 # ------------------------------------------------------------------ the loop rag batch and the app share
 
 def test_answer_keeps_order_and_equals_search_many(seed_index):
-    from rag.batch import Item, answer
+    from rag.batchio import Item, answer
     from rag.index import load
     from rag.search import Searcher
 
@@ -231,7 +231,7 @@ def test_answer_keeps_order_and_equals_search_many(seed_index):
 
 
 def test_answer_stops_when_on_bad_raises(seed_index):
-    from rag.batch import Item, answer
+    from rag.batchio import Item, answer
     from rag.index import load
     from rag.search import Searcher
 

@@ -1,4 +1,4 @@
-"""rag.chunking and `rag chunks`: exact offsets, coverage, stable ids, sizes, article metadata."""
+"""rag.chunks.chunker and `rag chunks`: exact offsets, coverage, stable ids, sizes, article metadata."""
 from __future__ import annotations
 
 import re
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import Chunk, ChunkSettings, chunk_document, embed_text
-from rag.cleaning import clean, clean_map
+from rag.chunks.chunker import Chunk, ChunkSettings, chunk_document, embed_text
+from rag.chunks.cleaning import clean, clean_map
 from rag.documents import Document, load_corpus
 
 from conftest import cli_chunks, read_raw, run_cli
@@ -151,7 +151,7 @@ def test_ids_unique_and_stable(seed_chunks, seeds_dir):
 
 
 def test_id_depends_on_span_and_text(seed_chunks, seeds_dir):
-    from rag.chunking import chunk_id
+    from rag.chunks.chunker import chunk_id
     for c in seed_chunks[:5]:
         assert c["id"] == chunk_id(c["source"], c["start"], c["end"], c["text"])
         assert c["id"] != chunk_id(c["source"] + "x", c["start"], c["end"], c["text"])

@@ -13,13 +13,14 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from rag import cite
-from rag.chunking import chunk_document
+from rag.chunks.chunker import chunk_document
 from rag.cite import Citer, CiteResult, Match, clean_quote, max_edits, render_diff
 from rag.documents import load_corpus
 from rag.errors import RagError
 from rag.index import load
-from rag.ngrams import _last_row, _last_row_dp, align, normalize, normalize_map
-from rag.store import Store, create
+from rag.cite.ngrams import _last_row, _last_row_dp, align, normalize, normalize_map
+from rag.chunks import CITATION_FIELDS
+from rag.index.store import Store, create, file_row
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = Path("/work/shared/eval/seed_cite_dev.jsonl")
@@ -50,8 +51,8 @@ def store_index(tmp_path: Path, files: dict[str, str]) -> SimpleNamespace:
     docs = load_corpus(corpus)
     chunks = [c for d in docs for c in chunk_document(d)]
     path = tmp_path / "store.sqlite"
-    create(path, ((d.source, d.sha256, d.encoding, d.text) for d in docs), chunks)
-    return SimpleNamespace(store=Store(path))
+    create(path, (file_row(d) for d in docs), chunks)
+    return SimpleNamespace(store=Store(path), cache={})
 
 
 def raw_of(index, source: str) -> str:
@@ -326,8 +327,8 @@ def test_result_to_dict_shape(citer):
     assert isinstance(res, CiteResult)
     d = res.to_dict()
     assert set(d) == {"quote", "matches", "related"}
-    assert set(d["matches"][0]) == {"source", "start", "end", "text", "similarity", "kind", "title",
-                                    "author", "section", "paragraph", "diff"}
+    assert set(d["matches"][0]) == {f.name for f in CITATION_FIELDS} | {"similarity", "kind", "diff"}
+    assert {"source", "start", "end", "text", "title", "author", "section", "paragraph", "page"} <= set(d["matches"][0])
     m = d["matches"][0]
     assert m["title"] and m["author"] and isinstance(m["section"], list) and m["paragraph"] >= 1
 

@@ -1,9 +1,9 @@
-"""rag.cleaning: the documented rules, and the index map back to raw characters."""
+"""rag.chunks.cleaning: the documented rules, and the index map back to raw characters."""
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from rag.cleaning import WRAP_MIN, clean, clean_map
+from rag.chunks.cleaning import WRAP_MIN, clean, clean_map
 
 LONG_LINE = "公安机关深入学习贯彻全国公安厅局长会议精神坚决"   # 24 CJK characters
 assert len(LONG_LINE) >= WRAP_MIN

@@ -120,7 +120,7 @@ def test_several_bad_files_each_warned_once(tmp_path, capsys, seed_text):
 
 
 def test_oversized_file_skipped(tmp_path, capsys, monkeypatch, seed_text):
-    import rag.documents as documents
+    import rag.documents.corpus as documents
     (tmp_path / "big.txt").write_text(seed_text, encoding="utf-8")
     (tmp_path / "small.txt").write_text("短文。\n", encoding="utf-8")
     monkeypatch.setattr(documents, "MAX_FILE_BYTES", 1000)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.embedding import get_embedder, prompts_for
+from rag.embed import get_embedder
+from rag.embed.backends import prompts_for
 from rag.errors import RagError
 from rag.index import build, load, read_manifest
 from rag.search import Searcher
@@ -83,7 +84,7 @@ def test_build_and_query_with_sentence_transformers(st_index, spec, emb):
     assert m["embedder"] == {"spec": spec, "id": emb.id, "dim": 384}
     idx = load(st_index["index"])
     try:
-        assert idx.vectors.shape == (report.chunks, 384)
+        assert idx.dense.matrix.shape == (report.chunks, 384)
         s = Searcher(idx)
         assert s.embedder is emb
         top = s.search("what happens when a volcano erupts", k=3)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import Judged, find_all, first_hit, metrics
+from rag.batchio.evaluate import Judged, find_all, first_hit, metrics
 
 from conftest import read_raw, run_cli
 

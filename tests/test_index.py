@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import bm25
-from rag.chunking import ChunkSettings, embed_text
-from rag.embedding import DEFAULT_EMBEDDER, get_embedder
+from rag.chunks.chunker import ChunkSettings, embed_text
+from rag.embed import DEFAULT_EMBEDDER, get_embedder
 from rag.errors import RagError
 from rag.index import build, load, read_current, read_manifest, writer_lock
 from rag.search import Searcher
@@ -88,11 +87,11 @@ def snapshot(index_dir: Path) -> dict:
             "embed_texts": [embed_text(c) for c in chunks],
             "files": idx.store.files(),
             "file_texts": {s: idx.store.file_text(s) for s, _, _ in idx.store.files()},
-            "vectors": np.array(idx.vectors),
-            "faiss_ntotal": int(idx.faiss.ntotal),
-            "faiss_vectors": idx.faiss.reconstruct_n(0, idx.faiss.ntotal) if n else np.zeros((0, 0)),
-            "bm25_docs": int(idx.bm25.scores["num_docs"]),
-            "bm25": {q: bm25.scores(idx.bm25, idx.tokenizer.query_terms(q), n) for q in QUERIES},
+            "vectors": np.array(idx.dense.matrix),
+            "faiss_ntotal": int(idx.dense.faiss.ntotal),
+            "faiss_vectors": idx.dense.faiss.reconstruct_n(0, idx.dense.faiss.ntotal) if n else np.zeros((0, 0)),
+            "bm25_docs": int(idx.sparse.ntotal),
+            "bm25": {q: idx.sparse.scores(idx.tokenizer.query_terms(q)) for q in QUERIES},
             "words": idx.tokenizer.user_words,
             "manifest": idx.manifest,
         }
@@ -322,7 +321,7 @@ def test_build_with_another_chunker_says_how_to_rebuild(history):
 
 
 def test_build_with_another_embedder_is_refused_before_embedding(history, monkeypatch):
-    import rag.index as index_mod
+    import rag.index.builder as index_mod
 
     def no_load(spec):
         raise AssertionError(f"embedder {spec} loaded although the build is refused")

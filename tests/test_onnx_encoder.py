@@ -1,4 +1,4 @@
-"""rag.onnx_encoder: the installed e5-small encoder run by ONNX Runtime (the query engine)."""
+"""rag.embed.onnx: the installed e5-small encoder run by ONNX Runtime (the query engine)."""
 from __future__ import annotations
 
 import os
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import models
-from rag.embedding import get_embedder, same_vectors
+from rag.models import e5small as models
+from rag.embed import get_embedder, same_vectors
 from rag.errors import RagError
-from rag.onnx_encoder import ONNX_FILE, WORD_EMBEDDINGS, OnnxEncoder, safetensor_memmap
+from rag.embed.onnx import ONNX_FILE, WORD_EMBEDDINGS, OnnxEncoder, safetensor_memmap
 
 TEXTS = [
     "湖南公安工作的规律性认识是什么？",

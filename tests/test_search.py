@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.cleaning import clean
+from rag.chunks.cleaning import clean
 from rag.errors import RagError
 from rag.index import load
 from rag.search import MAX_K, MAX_QUERY_CHARS, Searcher, check_k, clean_query

@@ -1,14 +1,14 @@
-"""rag.structure: page-break repair, headings, bylines, editor's marks, article bounds."""
+"""rag.chunks.structure: page-break repair, headings, bylines, editor's marks, article bounds."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from rag.chunking import chunk_document
-from rag.cleaning import clean
+from rag.chunks.chunker import chunk_document
+from rag.chunks.cleaning import clean
 from rag.documents import Document
-from rag.structure import Article, Paragraph, parse
+from rag.chunks.structure import Article, Paragraph, parse
 
 from conftest import read_raw
 

@@ -1,0 +1,34 @@
+"""`rag build`: build or update the index of a corpus (incremental)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rag.cli.common import add_corpus, add_index, index_dir, out
+
+
+def add(sub) -> None:
+    p = sub.add_parser("build", help="build or update the index of a corpus (incremental)")
+    add_corpus(p)
+    add_index(p)
+    p.add_argument("--rebuild", action="store_true", help="ignore the existing index and build anew")
+    p.add_argument("--ann", default="auto", help="auto | flat | hnsw (default: by corpus size)")
+    p.add_argument("--max-chars", type=int, default=None)
+    p.add_argument("--min-chars", type=int, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rag.chunks import ChunkSettings
+    from rag.embed import show_progress
+    from rag.index import build
+
+    settings = None
+    if args.max_chars or args.min_chars:
+        d = ChunkSettings()
+        settings = ChunkSettings(args.max_chars or d.max_chars, args.min_chars or d.min_chars)
+    report = build(args.corpus, index_dir(args), embedder=args.embedder, settings=settings,
+                   ann=args.ann, rebuild=args.rebuild, progress=show_progress(),
+                   log=lambda m: print(m, file=sys.stderr))
+    out(report.summary())
+    return 0

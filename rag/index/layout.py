@@ -1,0 +1,177 @@
+"""The on-disk layout of an index: generations, the CURRENT pointer, the writer lock.
+
+Layout of an index folder:
+  CURRENT            {"generation": "gen-000007", "manifest_sha256": ..., "check": ...}:
+                     replaced atomically after a build; it pins the manifest's checksum,
+                     and the manifest pins every data file's checksum
+  gen-000007/        one complete, immutable generation
+    manifest.json    embedder, chunker, files and their hashes, counts, file checksums
+    store.sqlite     chunks and file texts (rag.store)
+    vectors.npy      float32 [chunks x dim]; vectors.faiss the FAISS index over them
+    bm25/            bm25s index over jieba tokens; words.txt the tokenizer's extra words
+  .lock              held by the one writer
+
+A build writes a new generation beside the current one, flushes files and folder to disk,
+then replaces CURRENT; a reader sees the old generation or the new one, never a mix.
+A build killed at any point leaves the previous generation current and intact; the next
+build removes what it left behind (`.tmp-gen-*`, generations CURRENT never named).
+`RAG_CRASH_AT=<point>` (test hook, see CRASH_POINTS) makes a build kill itself there.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from rag import settings
+from rag.errors import IndexBusy, IndexDamaged, RagError
+
+DEFAULT_INDEX = "index"
+# where a build can be told to die (RAG_CRASH_AT), in the order it passes them
+CRASH_POINTS = ("after-embed", "after-store", "after-vectors", "after-fsync", "after-rename",
+                "after-switch")
+_GEN = re.compile(r"gen-\d{6,}")
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: die here as `kill -9` or a power cut would, when RAG_CRASH_AT names this point."""
+    if os.environ.get("RAG_CRASH_AT", settings.get().crash_at) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def default_index_dir() -> Path:
+    return Path(settings.get().index or DEFAULT_INDEX)
+
+
+def _damaged(index_dir: Path, what: str) -> IndexDamaged:
+    return IndexDamaged(f"index {index_dir} is damaged: {what}; "
+                    f"rebuild it with: rag build --rebuild --index {index_dir}")
+
+
+def _pointer_check(gen: str, manifest_sha: str) -> str:
+    return hashlib.sha256(f"{gen}\n{manifest_sha}".encode()).hexdigest()[:16]
+
+
+def _read_pointer(index_dir: Path) -> dict | None:
+    """CURRENT as {"generation", "manifest_sha256"} (the checksum is None in a CURRENT written
+    before checksums were recorded there); None when there is no CURRENT."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise RagError(f"index {index_dir} is not a folder; choose a folder with --index")
+    try:
+        raw = (index_dir / "CURRENT").read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _damaged(index_dir, f"CURRENT is unreadable ({e.strerror or e})") from None
+    try:
+        ptr = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        raise _damaged(index_dir, "CURRENT is not valid JSON") from None
+    gen = ptr.get("generation") if isinstance(ptr, dict) else None
+    if not isinstance(gen, str) or not _GEN.fullmatch(gen):
+        raise _damaged(index_dir, "CURRENT names no valid generation")
+    if set(ptr) == {"generation"}:
+        return {"generation": gen, "manifest_sha256": None}
+    sha = ptr.get("manifest_sha256")
+    if set(ptr) != {"generation", "manifest_sha256", "check"} or not isinstance(sha, str) \
+            or ptr.get("check") != _pointer_check(gen, sha):
+        raise _damaged(index_dir, "CURRENT fails its checksum")
+    return {"generation": gen, "manifest_sha256": sha}
+
+
+def read_current(index_dir: Path) -> str | None:
+    ptr = _read_pointer(Path(index_dir))
+    return ptr["generation"] if ptr else None
+
+
+def _current_or_none(index_dir: Path) -> str | None:
+    """The current generation, or None when there is none or CURRENT is damaged (rebuilds)."""
+    try:
+        return read_current(index_dir)
+    except RagError:
+        return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+    for d in sorted({p.parent for p in folder.rglob("*")} | {folder}, reverse=True):
+        _fsync_dir(d)
+
+
+def _switch(index_dir: Path, gen: str, manifest_sha: str) -> None:
+    tmp = index_dir / f".CURRENT.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"generation": gen, "manifest_sha256": manifest_sha,
+                   "check": _pointer_check(gen, manifest_sha)}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, index_dir / "CURRENT")
+    _fsync_dir(index_dir)
+
+
+def _next_generation(index_dir: Path) -> str:
+    nums = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
+    return f"gen-{max(nums, default=0) + 1:06d}"
+
+
+def _previous_generation(index_dir: Path, gen: str) -> str | None:
+    """The newest generation folder older than `gen` (what readers may still be reading)."""
+    older = [p.name for p in index_dir.glob("gen-*") if _GEN.fullmatch(p.name) and p.name < gen]
+    return max(older, default=None)
+
+
+def _cleanup(index_dir: Path, keep: set[str]) -> None:
+    """Remove generations other than `keep` (the current one and the one before it, which
+    readers opened before the switch may still be reading), generations an interrupted
+    build renamed but never switched to, and stray temporary files."""
+    for p in index_dir.iterdir():
+        if p.name.startswith("gen-") and p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(".CURRENT.") or p.name.startswith(".tmp-gen-"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+@contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusy(f"another build is already writing index {index_dir}; "
+                           f"wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+

@@ -1,0 +1,250 @@
+"""The Gradio page: tabs 检索 Search, 引文溯源 Citation lookup, 批量 Batch, 文库 Library, and the
+named API endpoints /search, /cite, /batch. Wiring only: rag.web.service does the work."""
+from __future__ import annotations
+
+import gradio as gr
+
+from rag.errors import RagError
+from rag.web import render as ui
+from rag.web.messages import failure_html as _failure, unexpected as _unexpected, zh_message
+from rag.web.service import (BATCH_SUFFIXES, DOC_SUFFIXES, EXAMPLES, MAX_BATCH_QUERIES, MAX_UPLOAD_BYTES,
+                             SEARCH_CONCURRENCY, UNAVAILABLE, Service)
+
+
+def _api_error(e: Exception) -> gr.Error:
+    if isinstance(e, RagError):
+        return gr.Error(zh_message(e)[0] + f" ({e})", print_exception=False)
+    _unexpected(e)
+    return gr.Error(f"内部错误 internal error ({type(e).__name__})", print_exception=False)
+
+
+def build_ui(svc: Service) -> gr.Blocks:
+    # ---- search and cite: page handlers (HTML) and API functions (JSON) share svc calls
+    def ui_search(query, k, source, article):
+        if not isinstance(query, str) or not query.strip():
+            return ui.message_html("请输入要检索的问题。", "warn", "Please type a question.")
+        try:
+            q, results, snap, ms = svc.search(query, int(k or 5), source, article)
+            ctx = svc.contexts(snap, results)
+        except Exception as e:  # noqa: BLE001 - a message in the page, never a traceback
+            return _failure(e)
+        filters = " · ".join(x for x in (source, article and f"《{article}》") if x)
+        return ui.results_html(q, results, ctx, ms, snap.generation, filters)
+
+    def ui_cite(quote, k):
+        if not svc.cite_available():
+            return ui.message_html(UNAVAILABLE, "info")
+        if not isinstance(quote, str) or not quote.strip():
+            return ui.message_html("请粘贴要溯源的引文。", "warn", "Please paste a quote.")
+        try:
+            d, _snap, ms = svc.cite(quote, int(k or 3))
+        except Exception as e:  # noqa: BLE001
+            return _failure(e)
+        return ui.cite_html(d, ms)
+
+    def search(query: str, k: int = 5, source: str = "", article: str = "") -> dict:
+        """检索 Search: ranked passages for a question. Returns {"query", "generation",
+        "results": [...]} with the fields of rag.search.Result (source, start, end, text,
+        title, author, section, paragraph, matched, best_sentence, score, ...)."""
+        try:
+            q, results, snap, _ms = svc.search(query, k, source, article)
+        except Exception as e:  # noqa: BLE001
+            raise _api_error(e) from None
+        return {"query": q, "generation": snap.generation, "results": results}
+
+    def cite(quote: str, k: int = 3) -> dict:
+        """引文溯源 Citation lookup: where a quote comes from. Returns {"quote", "matches":
+        [{source, start, end, text, similarity, kind, title, author, section, paragraph,
+        diff}], "related": [passages, each with a "label": they are not matches]}."""
+        try:
+            d, _snap, _ms = svc.cite(quote, k)
+        except Exception as e:  # noqa: BLE001
+            raise _api_error(e) from None
+        return d
+
+    # ---- batch
+    def ui_batch(file, k=10, progress=gr.Progress()):
+        if not file:
+            return ui.message_html("请先上传问题文件（.txt / .csv / .jsonl）。", "warn"), None, None
+        try:
+            progress(0, desc="读取问题文件…")
+            answered, total, jsonl, csvp, warnings = svc.batch(
+                file, int(k or 10), lambda f, d: progress(f, desc=d))
+        except Exception as e:  # noqa: BLE001
+            return _failure(e), None, None
+        return ui.batch_html(answered, total, int(k or 10), warnings), str(jsonl), str(csvp)
+
+    # ---- library and page state
+    def header_status():
+        try:
+            snap = svc.live.get()
+        except RagError as e:
+            return ui.message_html(zh_message(e)[0], "warn")
+        c = snap.manifest["counts"]
+        return (f'<div class="rag-meta">索引 {ui.esc(snap.generation)} · {c["files"]} 个文件 · '
+                f'{c["chunks"]} 个段落块 · 嵌入 {ui.esc(snap.manifest["embedder"]["spec"])}'
+                f'{"" if svc.cite_available() else " · 引文溯源不可用"}</div>')
+
+    def library_view():
+        try:
+            snap = svc.live.get()
+        except RagError as e:
+            return ui.message_html(zh_message(e)[0], "warn")
+        return ui.library_html(snap.index.store.articles(), snap.index.store.files(), snap.manifest,
+                               str(svc.corpus.resolve()) if svc.corpus else "")
+
+    def refresh():
+        """Filters, removal list, library view and header, from the index now being served."""
+        files = svc.file_choices()
+        return (gr.update(choices=files), gr.update(choices=svc.article_choices()),
+                gr.update(choices=files[1:], value=[]), library_view(), header_status())
+
+    def on_file(source):
+        return gr.update(choices=svc.article_choices(source or None), value="")
+
+    def library_change(change, progress, lines: list[str] | None = None):
+        """Run `change` (returns True when the corpus changed), then re-index incrementally."""
+        lines = lines if lines is not None else []
+
+        def log(m: str) -> None:
+            lines.append(m)
+            progress(None, desc=m)
+
+        kind = "info"
+        try:
+            if change(lines):
+                log("正在更新索引（增量）…")
+                lines.append("✓ " + svc.reindex(log))
+        except Exception as e:  # noqa: BLE001
+            kind = "error"
+            if isinstance(e, RagError):
+                zh, en = zh_message(e)
+                lines.append(zh + (f"（{en}）" if en else ""))
+            else:
+                _unexpected(e)
+                lines.append(f"内部错误 internal error ({type(e).__name__})")
+        return (ui.log_html(lines, kind), *refresh(), None)
+
+    def ui_add(files, progress=gr.Progress()):
+        if not files:
+            return (ui.message_html("请先选择要添加的 .txt / .md 文件。", "warn"), *refresh(), None)
+        paths = files if isinstance(files, list) else [files]
+
+        def change(lines):
+            added = svc.add_documents(paths, lines.append)
+            if not added:
+                lines.append("没有添加任何文件。")
+            return bool(added)
+
+        return library_change(change, progress)
+
+    def ui_remove(sources, confirm, progress=gr.Progress()):
+        if not sources:
+            return (ui.message_html("请先选择要移除的文档。", "warn"), *refresh(), None)
+        if not confirm:
+            return (ui.message_html("请勾选“确认移除”后再操作。", "warn"), *refresh(), None)
+        return library_change(lambda lines: bool(svc.remove_documents(list(sources), lines.append)),
+                              progress)
+
+    def ui_rescan(progress=gr.Progress()):
+        return library_change(lambda lines: True, progress, ["重新扫描文库目录…"])
+
+    # ---- layout
+    with gr.Blocks(title="文库检索 · 引文溯源") as demo:
+        gr.HTML('<div class="rag-header"><h1>文库检索 · 引文溯源</h1>'
+                '<div class="rag-meta">中文语义检索与精确引文定位 · Chinese-first semantic search '
+                'and exact citation lookup</div></div>')
+        status = gr.HTML(header_status())
+        with gr.Tabs():
+            with gr.Tab("检索 Search", id="search"):
+                with gr.Row(equal_height=True):
+                    q = gr.Textbox(label="问题 Question", lines=1, max_lines=3, scale=6, autofocus=True,
+                                   placeholder="输入问题，按回车检索 · Type a question, press Enter",
+                                   elem_id="rag-query", max_length=4000)
+                    go = gr.Button("检索", variant="primary", scale=1, min_width=90, elem_id="rag-search-btn")
+                with gr.Row():
+                    k = gr.Slider(1, 30, value=5, step=1, label="返回条数 top-k", scale=2)
+                    # custom values allowed: a folder prefix or part of an author's name filters too
+                    file_dd = gr.Dropdown(choices=svc.file_choices(), value="", label="文件 file",
+                                          scale=3, allow_custom_value=True)
+                    art_dd = gr.Dropdown(choices=svc.article_choices(), value="", allow_custom_value=True,
+                                         label="文章 / 作者 article / author", scale=4, filterable=True)
+                examples = gr.Examples(EXAMPLES, inputs=[q], label="示例问题 examples")
+                out = gr.HTML(ui.message_html(
+                    "输入问题后按回车。结果卡片标出匹配的词（高亮）和最能回答问题的句子（加粗），"
+                    "每条都附出处，可展开查看原文上下文。", "info"), elem_id="rag-results")
+                # The page's handler is also callable as /search_html (undocumented): the
+                # rendered cards, as the browser gets them; /search is the JSON API.
+                ev = dict(fn=ui_search, inputs=[q, k, file_dd, art_dd], outputs=out, show_progress="minimal",
+                          concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
+                q.submit(**ev, api_name="search_html", api_visibility="undocumented")
+                go.click(**ev, api_visibility="private")
+                examples.load_input_event.then(**ev, api_visibility="private")
+                file_dd.change(on_file, file_dd, art_dd, queue=False, api_visibility="private")
+
+            with gr.Tab("引文溯源 Citation lookup", id="cite"):
+                with gr.Row():
+                    quote = gr.Textbox(label="引文 Quote", lines=4, max_lines=12, scale=6, elem_id="rag-quote",
+                                       placeholder="粘贴一段引文，查找它在文库中的确切出处 · Paste a quote",
+                                       max_length=2000)
+                    with gr.Column(scale=1, min_width=120):
+                        cite_k = gr.Slider(1, 10, value=3, step=1, label="相关段落数 related")
+                        cite_go = gr.Button("查找出处", variant="primary", elem_id="rag-cite-btn")
+                cite_out = gr.HTML(ui.message_html(
+                    "粘贴引文后点击“查找出处”：显示原文位置（文件、文章、章节、段落、字符区间）和与原文的差异。"
+                    if svc.cite_available() else UNAVAILABLE, "info"), elem_id="rag-cite-results")
+                cite_go.click(ui_cite, [quote, cite_k], cite_out, show_progress="minimal",
+                              concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search",
+                              api_name="cite_html", api_visibility="undocumented")
+
+            with gr.Tab("批量 Batch", id="batch"):
+                gr.Markdown("上传问题文件：`.txt`（每行一个问题）、`.csv`（含 `id,query` 表头）或 `.jsonl`"
+                            "（每行 `{\"id\": …, \"query\": …}`）。每个文件不超过 "
+                            f"{MAX_UPLOAD_BYTES // 2**20} MB、{MAX_BATCH_QUERIES} 个问题。"
+                            "结果可下载为 JSONL 与 CSV。")
+                with gr.Row():
+                    bfile = gr.File(label="问题文件 questions", file_types=list(BATCH_SUFFIXES),
+                                    type="filepath", scale=3, elem_id="rag-batch-file")
+                    with gr.Column(scale=1):
+                        bk = gr.Slider(1, 50, value=10, step=1, label="每题返回条数 top-k")
+                        bgo = gr.Button("开始批量检索", variant="primary")
+                bstatus = gr.HTML()
+                with gr.Row():
+                    bjsonl = gr.File(label="结果 JSONL", interactive=False, height=90)
+                    bcsv = gr.File(label="结果 CSV", interactive=False, height=90)
+                # one batch at a time, in its own concurrency group: searches stay responsive
+                bgo.click(ui_batch, [bfile, bk], [bstatus, bjsonl, bcsv], api_name="batch",
+                          concurrency_limit=1, concurrency_id="batch")
+
+            with gr.Tab("文库 Library", id="library"):
+                lib = gr.HTML(library_view(), elem_id="rag-library")
+                editable = svc.corpus is not None
+                with gr.Row():
+                    with gr.Column():
+                        up = gr.File(label=f"添加文档（.txt / .md，单个不超过 {MAX_UPLOAD_BYTES // 2**20} MB）",
+                                     file_count="multiple", file_types=list(DOC_SUFFIXES), type="filepath",
+                                     interactive=editable, elem_id="rag-add-file")
+                        add_go = gr.Button("添加并更新索引", variant="primary", interactive=editable)
+                    with gr.Column():
+                        rm_dd = gr.Dropdown(choices=svc.file_choices()[1:], value=[], multiselect=True,
+                                            label="移除文档 remove", interactive=editable,
+                                            allow_custom_value=True)   # checked against the index
+                        rm_ok = gr.Checkbox(label="确认移除（文件移入文库目录下的 .trash/，可恢复）",
+                                            interactive=editable)
+                        with gr.Row():
+                            rm_go = gr.Button("移除并更新索引", variant="stop", interactive=editable)
+                            rescan = gr.Button("重新扫描文库", interactive=editable)
+                lib_log = gr.HTML()
+                outs = [lib_log, file_dd, art_dd, rm_dd, lib, status, up]
+                # re-indexing: one at a time, in its own group (searches go on meanwhile)
+                common = dict(concurrency_limit=1, concurrency_id="reindex", api_visibility="undocumented")
+                add_go.click(ui_add, up, outs, api_name="library_add", **common)
+                rm_go.click(ui_remove, [rm_dd, rm_ok], outs, api_name="library_remove", **common)
+                rescan.click(ui_rescan, None, outs, api_name="library_rescan", **common)
+
+        gr.api(search, api_name="search", concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
+        gr.api(cite, api_name="cite", concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
+        demo.load(refresh, None, [file_dd, art_dd, rm_dd, lib, status], queue=False, api_visibility="private")
+    return demo
+
+
