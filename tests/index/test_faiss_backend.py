@@ -1,0 +1,49 @@
+"""rag.index.dense: the FAISS backend behind the DenseIndex interface, and the registry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.errors import BadInput
+from rag.index.dense import BACKENDS, DenseIndex
+from rag.index.dense.faiss_flat import FLAT_MAX, FaissBackend, choose
+
+
+def _unit(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_choose_by_size_and_refuses_unknown_kinds():
+    assert choose(10) == "flat" and choose(FLAT_MAX + 1) == "hnsw" and choose(10, "hnsw") == "hnsw"
+    with pytest.raises(BadInput, match="unknown ANN index 'ivf'"):
+        choose(10, "ivf")
+
+
+@pytest.mark.parametrize("ann", ["flat", "hnsw"])
+def test_built_index_answers_like_exact_search(tmp_path, ann):
+    vecs, queries = _unit(500), _unit(8, seed=1)
+    info = FaissBackend().build(tmp_path, vecs, {"ann": ann})
+    assert info == {"ann": ann} and set(FaissBackend().files(info)) <= {p.name for p in tmp_path.iterdir()}
+    idx = FaissBackend().open(tmp_path, info)
+    assert isinstance(idx, DenseIndex) and idx.ntotal == 500
+    exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
+    got = idx.search(queries, 10)
+    recall = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact)])
+    assert recall == 1.0 if ann == "flat" else recall >= 0.9
+
+
+def test_scores_subset_and_stored_vectors_are_exact(tmp_path):
+    vecs, q = _unit(50), _unit(1, seed=2)[0]
+    FaissBackend().build(tmp_path, vecs, {})
+    idx = FaissBackend().open(tmp_path, {})
+    ids = np.array([3, 7, 41])
+    assert np.allclose(idx.scores(q, ids), vecs[ids] @ q, atol=1e-6)
+    assert idx.search_subset(q, ids, 2).tolist() == ids[np.argsort(-(vecs[ids] @ q))[:2]].tolist()
+    assert np.array_equal(idx.vectors(ids), vecs[ids])
+
+
+def test_registry_knows_faiss_and_names_the_choices_for_unknown():
+    assert isinstance(BACKENDS.get("faiss"), FaissBackend) and "faiss" in BACKENDS.names()
+    with pytest.raises(BadInput, match="unknown index backend 'nope': use one of .*faiss"):
+        BACKENDS.get("nope")
