@@ -50,7 +50,8 @@ class _Unit:
 
 def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
     chunks: list[Chunk] = []
-    for a_no, art in enumerate(parse(doc.text)):
+    layout = doc.layout
+    for a_no, art in enumerate(parse(doc.text, doc.headings or None)):
         for u in _units(doc.text, art, settings):
             section = list(u.section)
             extra = runin_heading(u.text)
@@ -61,7 +62,16 @@ def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> 
                 start=u.start, end=u.end, text=u.text, title=art.title, author=art.author,
                 section=section, paragraph=u.paragraph, affiliation=art.affiliation,
                 article=a_no, kind=u.kind, joins=list(u.joins)))
+            if layout is not None:
+                _place(chunks[-1], layout)
     return chunks
+
+
+def _place(c: Chunk, layout) -> None:
+    """Page, last page and boxes (PDF, OCR), block (DOCX, HTML) of a chunk, from its layout."""
+    c.page, c.page_end, c.boxes = layout.locate(c.start, c.end)
+    block = getattr(layout, "block", None)
+    c.block = block(c.start, c.end) if block else ""
 
 
 def _units(text: str, art: Article, s: ChunkSettings) -> list[_Unit]:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from rag.chunks.cleaning import clean
+from rag.documents.base import Heading
 
 # Sentence-final punctuation; a block ending in one of these was not cut by a page break.
 FINAL = set("。！？；!?;…：:")
@@ -159,11 +161,15 @@ def _byline_in(lines: list[str]) -> tuple[int, str, str, str] | None:
     return None
 
 
-def parse(text: str) -> list[Article]:
-    """Articles of a decoded file, each with its paragraphs in reading order."""
-    blocks = split_blocks(text)
+def parse(text: str, headings: Iterable[Heading] | None = None) -> list[Article]:
+    """Articles of a decoded file, each with its paragraphs in reading order.
+
+    `headings` are the ones the format marks (DOCX styles, HTML <h1>-<h6>): when given,
+    they alone open sections (no regex guessing) and never join a neighbour."""
+    blocks = _merge_split_bylines(text, split_blocks(text))
     if not blocks:
         return []
+    marks = None if headings is None else {h.start: h.level for h in headings}
     _classify(text, blocks)
     # article starts: the title block before a byline (or the byline itself when it
     # carries its title inline); everything before the first start is the preface
@@ -175,10 +181,24 @@ def parse(text: str) -> list[Article]:
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     bounds = list(zip(starts, starts[1:] + [len(blocks)]))
-    return [_article(text, blocks[a:b]) for a, b in bounds]
+    return [_article(text, blocks[a:b], marks) for a, b in bounds]
 
 
-def _article(text: str, blocks: list[Block]) -> Article:
+def _merge_split_bylines(text: str, blocks: list[Block]) -> list[Block]:
+    """A post line and a name line printed as two paragraphs (DOCX, HTML, PDF with a gap)
+    are one byline block, as a text file prints them."""
+    out: list[Block] = []
+    for b in blocks:
+        if out and len(b.lines) == 1 and len(out[-1].lines) == 1 \
+                and _NAME.match(_plain(text, b.lines[0])) and _POST.match(_plain(text, out[-1].lines[0])) \
+                and len(_plain(text, out[-1].lines[0])) <= 40:
+            out[-1] = Block(out[-1].lines + b.lines)
+        else:
+            out.append(b)
+    return out
+
+
+def _article(text: str, blocks: list[Block], marks: dict[int, int] | None = None) -> Article:
     title, author, affiliation = "", "", ""
     for b in blocks:
         if b.kind == "byline":
@@ -200,8 +220,8 @@ def _article(text: str, blocks: list[Block]) -> Article:
     if i:
         art.paragraphs.append(Paragraph(blocks[0].start, blocks[i - 1].end, "header"))
     runin = _runin_style(text, blocks[i:])
-    paras = _join_page_breaks(text, blocks[i:], runin)
-    _assign_sections(text, paras)
+    paras = _join_page_breaks(text, blocks[i:], runin, marks)
+    _assign_sections(text, paras, marks)
     art.paragraphs.extend(paras)
     return art
 
@@ -218,14 +238,15 @@ def _runin_style(text: str, blocks: list[Block]) -> bool:
     return runin > len(heads) / 2
 
 
-def _join_page_breaks(text: str, blocks: list[Block], runin: bool) -> list[Paragraph]:
+def _join_page_breaks(text: str, blocks: list[Block], runin: bool,
+                      marks: dict[int, int] | None = None) -> list[Paragraph]:
     paras: list[Paragraph] = []
     k = 0
     while k < len(blocks):
         b = blocks[k]
         kind = "body" if b.kind in ("body", "title") else "note"
         start, end, joins = b.start, b.end, []
-        while kind == "body" and k + 1 < len(blocks) and _continues(text, start, end, blocks[k + 1], runin):
+        while kind == "body" and k + 1 < len(blocks) and _continues(text, start, end, blocks[k + 1], runin, marks):
             joins.append(end)
             k += 1
             end = blocks[k].end
@@ -234,13 +255,16 @@ def _join_page_breaks(text: str, blocks: list[Block], runin: bool) -> list[Parag
     return paras
 
 
-def _continues(text: str, start: int, end: int, nxt: Block, runin: bool) -> bool:
+def _continues(text: str, start: int, end: int, nxt: Block, runin: bool,
+               marks: dict[int, int] | None = None) -> bool:
     """Was the paragraph [start, end) cut by a page break and continued in `nxt`?"""
     if nxt.kind != "body":
         return False
     cur = clean(text[start:end])
     if not cur or ends_sentence(cur):
         return False
+    if marks is not None:
+        return start not in marks and nxt.start not in marks
     following = _plain(text, nxt.lines[0])
     if heading_level(following):
         return False
@@ -251,12 +275,12 @@ def _continues(text: str, start: int, end: int, nxt: Block, runin: bool) -> bool
     return True
 
 
-def _assign_sections(text: str, paras: list[Paragraph]) -> None:
+def _assign_sections(text: str, paras: list[Paragraph], marks: dict[int, int] | None = None) -> None:
     path: dict[int, str] = {}
     for p in paras:
         if p.kind == "body":
             s = clean(text[p.start:p.end], p.joins, p.start)
-            level = heading_level(s)
+            level = heading_level(s) if marks is None else marks.get(p.start, 0)
             if level and level < 5:
                 head = _heading_text(s)
                 path = {lv: h for lv, h in path.items() if lv < level}
