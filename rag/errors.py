@@ -62,6 +62,12 @@ class IndexBusy(RagError):
     http_status = 409
 
 
+class Overloaded(RagError):
+    """Too many costly requests are waiting; the client should retry later."""
+
+    http_status = 429
+
+
 class CorpusError(RagError):
     """A corpus folder that is missing, not a folder, or holds nothing readable."""
 

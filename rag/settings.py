@@ -14,6 +14,8 @@
 | RAG_CRASH_AT        | —              | test hook: a build kills itself at this point |
 | RAG_AUTH            | —              | web login `user:pass` |
 | RAG_AUTH_FILE       | —              | file of `user:pass` lines |
+| RAG_TEMP_TTL        | 3600           | seconds the app keeps uploads and batch results |
+| RAG_TEMP_MAX_MB     | 1024           | most MB the app's temp folder may hold |
 | RAG_API_TOKEN       | —              | bearer token of the REST API's writes |
 | RAG_OCR_CACHE       | ~/.cache/rag/ocr | OCR results by content hash |
 | RAG_MAX_PAGES       | 1000           | pages read from one paged document |
@@ -51,6 +53,8 @@ class Settings:
     crash_at: str
     auth: str
     auth_file: str
+    temp_ttl: int
+    temp_max_mb: int
     api_token: str
     ocr_cache: Path
     max_pages: int
@@ -72,6 +76,8 @@ def get() -> Settings:
         crash_at=e("RAG_CRASH_AT", ""),
         auth=e("RAG_AUTH", "").strip(),
         auth_file=e("RAG_AUTH_FILE", "").strip(),
+        temp_ttl=_int("RAG_TEMP_TTL", 3600),
+        temp_max_mb=_int("RAG_TEMP_MAX_MB", 1024),
         api_token=e("RAG_API_TOKEN", "").strip(),
         ocr_cache=Path(e("RAG_OCR_CACHE") or _cache_home() / "rag" / "ocr"),
         max_pages=_int("RAG_MAX_PAGES", 1000),

@@ -125,7 +125,9 @@ class E5Small:
             return self._st
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._queries.encode(texts, "query: ")
+        from rag.embed.windows import QUERY_WINDOWS   # long queries: first window only
+
+        return self._queries.encode(texts, "query: ", max_windows=QUERY_WINDOWS)
 
     def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return self._passages.passages(texts, progress=progress)

@@ -87,14 +87,16 @@ class OnnxEncoder:
         self._batch_size = batch_size
         self._tok_lock = threading.Lock()
 
-    def encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
-        """L2-normalized float32 rows for ``prompt + text``."""
+    def encode(self, texts: Sequence[str], prompt: str, max_windows: int | None = None) -> np.ndarray:
+        """L2-normalized float32 rows for ``prompt + text``; with ``max_windows``, a text
+        longer than that many 510-token windows is truncated to them (queries: 1)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._tok_lock:
             encs = self._tokenizer.encode_batch([prompt + t for t in texts], add_special_tokens=False)
         ids = [e.ids for e in encs]
-        return windowed_mean(ids, self._pooled, self._bos, self._eos, self._pad, self.dim, self._batch_size)
+        return windowed_mean(ids, self._pooled, self._bos, self._eos, self._pad, self.dim, self._batch_size,
+                             max_windows=max_windows)
 
     def _pooled(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         embeds = np.ascontiguousarray(self._words[input_ids], dtype=np.float32)

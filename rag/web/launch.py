@@ -16,6 +16,7 @@ from rag.errors import IndexBusy, RagError
 from rag.index import default_index_dir, read_current, read_manifest
 from rag.web import render as ui
 from rag.web.auth import load_auth, make_auth
+from rag.web.housekeeping import SessionSweeper, TempFolder, bound_sessions
 from rag.web.live import LiveIndex
 from rag.web.service import MAX_UPLOAD_BYTES, SEARCH_CONCURRENCY, Service, _say, update_index
 
@@ -52,6 +53,19 @@ def prepare_index(corpus: Path | None, index_dir: Path) -> None:
     _say(report.summary())
 
 
+def guards(demo, temp: TempFolder) -> list:
+    """ASGI middleware of the app (issue 16): same-origin writes and bounded uploads, login
+    throttling, defaults for raw API calls."""
+    from starlette.middleware import Middleware
+
+    from rag.web.apidefaults import ApiDefaults
+    from rag.web.auth import LoginThrottleMiddleware
+    from rag.web.housekeeping import OriginGuard
+
+    return [Middleware(OriginGuard, temp=temp), Middleware(LoginThrottleMiddleware),
+            Middleware(ApiDefaults, demo=demo)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -74,13 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="rag-app-"))
     atexit.register(shutil.rmtree, workdir, True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))    # `kill` too cleans the folder up
-    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")   # uploads stay in the app's folder
+    # uploads and batch results in one folder, Gradio's cache: results are served without a
+    # second copy, and housekeeping removes both after RAG_TEMP_TTL (rag.web.housekeeping)
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir)
+    temp = TempFolder(workdir)
     svc = Service(live, index_dir, corpus if corpus and corpus.is_dir() else None, workdir)
     import gradio as gr
 
     from rag.web.ui import build_ui
 
+    svc.temp = temp
     demo = build_ui(svc)
+    bound_sessions(demo)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY, max_size=256)
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
                            font=["system-ui", "PingFang SC", "Noto Sans CJK SC", "Microsoft YaHei",
@@ -93,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             auth=make_auth(auth) if auth else None, auth_message="请登录 Please sign in",
             allowed_paths=[str(workdir)], max_file_size=MAX_UPLOAD_BYTES,
             theme=theme, css=ui.CSS, head=ui.HEAD, footer_links=["api"], show_error=False,
-            enable_monitoring=False, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+            enable_monitoring=False, prevent_thread_lock=True, quiet=True, ssr_mode=False,
+            app_kwargs={"middleware": guards(demo, temp)})
     except OSError as e:
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
+    temp.start(log=_say)
+    SessionSweeper(demo).start()
     _say(f"网页已就绪 ready: {url}" + ("  (login required)" if auth else ""))
     try:
         demo.block_thread()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from rag.errors import (BadK, EmptyInput, IndexBusy, IndexDamaged, IndexMismatch, IndexMissing,
-                        InputTooLong, QuoteTooShort, RagError)
+from rag.errors import (BadK, DiskFull, EmptyInput, IndexBusy, IndexDamaged, IndexMismatch, IndexMissing,
+                        InputTooLong, Overloaded, QuoteTooShort, RagError)
 from rag.web import render as ui
 
 
@@ -26,6 +26,10 @@ def zh_message(e: Exception) -> tuple[str, str]:
         return "另一个索引构建正在进行，请稍后再试。", text
     if isinstance(e, IndexDamaged):
         return "索引已损坏，请重建索引。", text
+    if isinstance(e, Overloaded):
+        return "服务器繁忙：排队的请求太多，请几秒后再试。", text
+    if isinstance(e, DiskFull):
+        return "磁盘已满：本次更改未生效，原有索引完好；请腾出磁盘空间后再试。", text
     if isinstance(e, IndexMismatch):
         return "索引的构建设置与当前设置不同，请重建索引。", text
     if isinstance(e, RagError):

@@ -15,9 +15,10 @@ from typing import Callable
 from rag.batchio import Writer, answer, read_items
 from rag.chunks import ChunkSettings
 from rag.documents import decode
-from rag.errors import IndexBusy, RagError
+from rag.errors import IndexBusy, Overloaded, RagError
 from rag.index import build, read_manifest
 from rag.search import check_k, clean_query
+from rag.web.fairness import FairQueue, estimate
 from rag.web.live import LiveIndex, Snapshot, citer_class
 
 DEFAULT_CORPUS = "seeds"
@@ -49,15 +50,18 @@ class Service:
         self.corpus = corpus
         self.workdir = workdir
         self.build_lock = threading.Lock()
+        self.fair = FairQueue()                # rag.web.fairness: bounded, fair search turns
+        self.temp = None                       # rag.web.housekeeping.TempFolder, set by launch
 
     # ---- search and cite
     def search(self, query: object, k: object = 5, source: str | None = None,
-               article: str | None = None) -> tuple[str, list[dict], Snapshot, float]:
+               article: str | None = None, client: str = "") -> tuple[str, list[dict], Snapshot, float]:
         q = clean_query(query)
         k = check_k(k)
         snap = self.live.get()
-        t0 = time.perf_counter()
-        res = snap.searcher.search(q, k=k, source=source or None, article=article or None)
+        with self.fair.turn(client, estimate(q, k)):    # light first, clients in turn
+            t0 = time.perf_counter()
+            res = snap.searcher.search(q, k=k, source=source or None, article=article or None)
         return q, [r.to_dict() for r in res], snap, (time.perf_counter() - t0) * 1000
 
     def contexts(self, snap: Snapshot, results: list[dict]) -> dict[str, tuple[list[dict], list[dict]]]:
@@ -68,13 +72,14 @@ class Service:
                             [c.to_dict() for c in around if c.start >= r["end"]])
         return out
 
-    def cite(self, quote: object, k: object = 5) -> tuple[dict, Snapshot, float]:
+    def cite(self, quote: object, k: object = 5, client: str = "") -> tuple[dict, Snapshot, float]:
         k = check_k(k)
         snap = self.live.get()
         if snap.citer is None:
             raise RagError(UNAVAILABLE)
-        t0 = time.perf_counter()
-        res = snap.citer.lookup(quote, k=k)
+        with self.fair.turn(client, estimate(quote if isinstance(quote, str) else "", k)):
+            t0 = time.perf_counter()
+            res = snap.citer.lookup(quote, k=k)
         return res.to_dict(), snap, (time.perf_counter() - t0) * 1000
 
     @staticmethod
@@ -116,11 +121,14 @@ class Service:
         def warn(msg: str) -> None:
             warnings.append(msg.replace(str(src), name))
 
-        items = list(itertools.islice(read_items(src, on_error=warn), MAX_BATCH_QUERIES + 1))
+        items = list(itertools.islice(read_items(src, on_error=warn, name=name), MAX_BATCH_QUERIES + 1))
         if len(items) > MAX_BATCH_QUERIES:
             raise RagError(f"问题太多：超过 {MAX_BATCH_QUERIES} 条的上限，请拆分文件")
         if not items:
             raise RagError("文件中没有可用的问题")
+        if self.temp is not None and self.temp.full():       # rag.web.housekeeping
+            raise Overloaded(f"临时文件夹已满（上限 {self.temp.max_bytes // 2**20} MB）：较早的结果到期删除后再试 "
+                             f"(temporary folder full; retry later)")
         out_dir = self.workdir / "batch" / uuid.uuid4().hex[:12]
         out_dir.mkdir(parents=True)
         stem = _safe_stem(src.stem) or "batch"

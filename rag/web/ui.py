@@ -6,9 +6,10 @@ import gradio as gr
 
 from rag.errors import RagError
 from rag.web import render as ui
+from rag.web.fairness import WORKERS as SEARCH_WORKERS, client_id
 from rag.web.messages import failure_html as _failure, unexpected as _unexpected, zh_message
 from rag.web.service import (BATCH_SUFFIXES, DOC_SUFFIXES, EXAMPLES, MAX_BATCH_QUERIES, MAX_UPLOAD_BYTES,
-                             SEARCH_CONCURRENCY, UNAVAILABLE, Service)
+                             UNAVAILABLE, Service)
 
 
 def _api_error(e: Exception) -> gr.Error:
@@ -20,44 +21,45 @@ def _api_error(e: Exception) -> gr.Error:
 
 def build_ui(svc: Service) -> gr.Blocks:
     # ---- search and cite: page handlers (HTML) and API functions (JSON) share svc calls
-    def ui_search(query, k, source, article):
+    def ui_search(query, k, source, article, request: gr.Request):
         if not isinstance(query, str) or not query.strip():
             return ui.message_html("请输入要检索的问题。", "warn", "Please type a question.")
         try:
-            q, results, snap, ms = svc.search(query, int(k or 5), source, article)
+            q, results, snap, ms = svc.search(query, int(k or 5), source, article, client=client_id(request))
             ctx = svc.contexts(snap, results)
         except Exception as e:  # noqa: BLE001 - a message in the page, never a traceback
             return _failure(e)
         filters = " · ".join(x for x in (source, article and f"《{article}》") if x)
         return ui.results_html(q, results, ctx, ms, snap.generation, filters)
 
-    def ui_cite(quote, k):
+    def ui_cite(quote, k, request: gr.Request):
         if not svc.cite_available():
             return ui.message_html(UNAVAILABLE, "info")
         if not isinstance(quote, str) or not quote.strip():
             return ui.message_html("请粘贴要溯源的引文。", "warn", "Please paste a quote.")
         try:
-            d, _snap, ms = svc.cite(quote, int(k or 3))
+            d, _snap, ms = svc.cite(quote, int(k or 3), client=client_id(request))
         except Exception as e:  # noqa: BLE001
             return _failure(e)
         return ui.cite_html(d, ms)
 
-    def search(query: str, k: int = 5, source: str = "", article: str = "") -> dict:
+    def search(query: str, k: int = 5, source: str = "", article: str = "",
+               request: gr.Request = None) -> dict:
         """检索 Search: ranked passages for a question. Returns {"query", "generation",
         "results": [...]} with the fields of rag.search.Result (source, start, end, text,
         title, author, section, paragraph, matched, best_sentence, score, ...)."""
         try:
-            q, results, snap, _ms = svc.search(query, k, source, article)
+            q, results, snap, _ms = svc.search(query, k, source, article, client=client_id(request))
         except Exception as e:  # noqa: BLE001
             raise _api_error(e) from None
         return {"query": q, "generation": snap.generation, "results": results}
 
-    def cite(quote: str, k: int = 3) -> dict:
+    def cite(quote: str, k: int = 3, request: gr.Request = None) -> dict:
         """引文溯源 Citation lookup: where a quote comes from. Returns {"quote", "matches":
         [{source, start, end, text, similarity, kind, title, author, section, paragraph,
         diff}], "related": [passages, each with a "label": they are not matches]}."""
         try:
-            d, _snap, _ms = svc.cite(quote, k)
+            d, _snap, _ms = svc.cite(quote, k, client=client_id(request))
         except Exception as e:  # noqa: BLE001
             raise _api_error(e) from None
         return d
@@ -176,7 +178,7 @@ def build_ui(svc: Service) -> gr.Blocks:
                 # The page's handler is also callable as /search_html (undocumented): the
                 # rendered cards, as the browser gets them; /search is the JSON API.
                 ev = dict(fn=ui_search, inputs=[q, k, file_dd, art_dd], outputs=out, show_progress="minimal",
-                          concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
+                          concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
                 q.submit(**ev, api_name="search_html", api_visibility="undocumented")
                 go.click(**ev, api_visibility="private")
                 examples.load_input_event.then(**ev, api_visibility="private")
@@ -194,7 +196,7 @@ def build_ui(svc: Service) -> gr.Blocks:
                     "粘贴引文后点击“查找出处”：显示原文位置（文件、文章、章节、段落、字符区间）和与原文的差异。"
                     if svc.cite_available() else UNAVAILABLE, "info"), elem_id="rag-cite-results")
                 cite_go.click(ui_cite, [quote, cite_k], cite_out, show_progress="minimal",
-                              concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search",
+                              concurrency_limit=SEARCH_WORKERS, concurrency_id="search",
                               api_name="cite_html", api_visibility="undocumented")
 
             with gr.Tab("批量 Batch", id="batch"):
@@ -242,8 +244,8 @@ def build_ui(svc: Service) -> gr.Blocks:
                 rm_go.click(ui_remove, [rm_dd, rm_ok], outs, api_name="library_remove", **common)
                 rescan.click(ui_rescan, None, outs, api_name="library_rescan", **common)
 
-        gr.api(search, api_name="search", concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
-        gr.api(cite, api_name="cite", concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
+        gr.api(search, api_name="search", concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
+        gr.api(cite, api_name="cite", concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
         demo.load(refresh, None, [file_dd, art_dd, rm_dd, lib, status], queue=False, api_visibility="private")
     return demo
 
