@@ -12,6 +12,7 @@
 | RAG_THREADS         | (cores, max 4) | threads of the ONNX query encoder |
 | RAG_DEBUG           | off            | print tracebacks of unexpected errors |
 | RAG_CRASH_AT        | —              | test hook: a build kills itself at this point |
+| RAG_MERGE_FACTOR    | 8              | index segments of one size tier merged together |
 | RAG_AUTH            | —              | web login `user:pass` |
 | RAG_AUTH_FILE       | —              | file of `user:pass` lines |
 | RAG_TEMP_TTL        | 3600           | seconds the app keeps uploads and batch results |
@@ -21,6 +22,10 @@
 | RAG_MAX_PAGES       | 1000           | pages read from one paged document |
 | RAG_MAX_PIXELS      | 60000000       | pixels of one image or scanned page |
 | RAG_MAX_UNZIPPED    | 200 MiB        | decompressed size of one DOCX |
+| RAG_BACKEND         | faiss          | backend of new indexes: faiss (embedded) or milvus |
+| RAG_MILVUS_URI      | —              | Milvus: a local `*.db` path (milvus-lite) or http(s)://host:19530 |
+| RAG_MILVUS_TOKEN    | —              | Milvus token (`user:password` or an API key); never written to disk |
+| RAG_MILVUS_COLLECTION | —            | Milvus collection alias (default: rag) |
 """
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ class Settings:
     threads: str
     debug: bool
     crash_at: str
+    merge_factor: int
     auth: str
     auth_file: str
     temp_ttl: int
@@ -61,6 +67,10 @@ class Settings:
     max_pixels: int
     max_unzipped: int
     ci: bool
+    backend: str = "faiss"
+    milvus_uri: str = ""
+    milvus_token: str = ""
+    milvus_collection: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -74,6 +84,7 @@ def get() -> Settings:
         threads=e("RAG_THREADS", ""),
         debug=bool(e("RAG_DEBUG")),
         crash_at=e("RAG_CRASH_AT", ""),
+        merge_factor=max(2, _int("RAG_MERGE_FACTOR", 8)),
         auth=e("RAG_AUTH", "").strip(),
         auth_file=e("RAG_AUTH_FILE", "").strip(),
         temp_ttl=_int("RAG_TEMP_TTL", 3600),
@@ -84,4 +95,8 @@ def get() -> Settings:
         max_pixels=_int("RAG_MAX_PIXELS", 60_000_000),
         max_unzipped=_int("RAG_MAX_UNZIPPED", 200 * 2**20),
         ci=bool(e("CI")),
+        backend=e("RAG_BACKEND", "").strip().lower() or "faiss",
+        milvus_uri=e("RAG_MILVUS_URI", "").strip(),
+        milvus_token=e("RAG_MILVUS_TOKEN", "").strip(),
+        milvus_collection=e("RAG_MILVUS_COLLECTION", "").strip(),
     )

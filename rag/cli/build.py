@@ -15,6 +15,8 @@ def add(sub) -> None:
     p.add_argument("--ann", default="auto", help="auto | flat | hnsw (default: by corpus size)")
     p.add_argument("--max-chars", type=int, default=None)
     p.add_argument("--min-chars", type=int, default=None)
+    p.add_argument("--reuse-vectors", default=None, metavar="INDEX",
+                   help="Milvus: take the vectors of unchanged chunks from this index (no re-embedding)")
     p.set_defaults(func=run)
 
 
@@ -29,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
         settings = ChunkSettings(args.max_chars or d.max_chars, args.min_chars or d.min_chars)
     report = build(args.corpus, index_dir(args), embedder=args.embedder, settings=settings,
                    ann=args.ann, rebuild=args.rebuild, progress=show_progress(),
-                   log=lambda m: print(m, file=sys.stderr))
+                   log=lambda m: print(m, file=sys.stderr),
+                   **({"reuse_vectors": args.reuse_vectors} if args.reuse_vectors else {}))
     out(report.summary())
     return 0
