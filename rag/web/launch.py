@@ -17,6 +17,7 @@ from rag.index import default_index_dir, read_current, read_manifest
 from rag.web import render as ui
 from rag.web.auth import load_auth, make_auth
 from rag.web.housekeeping import SessionSweeper, TempFolder, bound_sessions
+from rag.web.libraries import libraries_for, read_config
 from rag.web.live import LiveIndex
 from rag.web.service import MAX_UPLOAD_BYTES, SEARCH_CONCURRENCY, Service, _say, update_index
 
@@ -30,10 +31,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--config", default=None,
+                   help="rag.toml naming several libraries ([[library]] name, corpus, index); "
+                        "each is built or updated at start (overrides --index/--corpus)")
     return p.parse_args(argv)
 
 
-def prepare_index(corpus: Path | None, index_dir: Path) -> None:
+def prepare_index(corpus: Path | None, index_dir: Path, **options) -> None:
     """Build or update the index of the corpus (incremental), printing progress."""
     if corpus is None or not corpus.is_dir():
         if read_current(index_dir) is None:
@@ -44,7 +48,8 @@ def prepare_index(corpus: Path | None, index_dir: Path) -> None:
         return
     _say(f"检查索引 checking index {index_dir} for corpus {corpus} …")
     try:
-        report = update_index(corpus, index_dir, lambda m: _say("  " + m), progress=show_progress())
+        report = update_index(corpus, index_dir, lambda m: _say("  " + m), progress=show_progress(),
+                              **options)
     except RagError as e:
         if isinstance(e, IndexBusy) and read_current(index_dir) is not None:
             _say(f"warning: {e}; serving the current index, it is reloaded when that build finishes")
@@ -75,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             m = read_manifest(index_dir) if index_dir.exists() else None
             corpus = Path(m["corpus"]) if m else Path(settings.get().corpus)
+        config = read_config(args.config) if args.config else None
+        if config is not None:                      # the first library is served as before
+            index_dir, corpus = config.libraries[0].index, config.libraries[0].corpus
         auth = load_auth()
-        prepare_index(corpus, index_dir)
+        prepare_index(corpus, index_dir, **(config.libraries[0].options if config else {}))
         live = LiveIndex(index_dir, log=_say)
         snap = live.get()
         _say(f"索引就绪 index ready: {snap.generation}, {snap.index.size} chunks"
@@ -98,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     from rag.web.ui import build_ui
 
     svc.temp = temp
-    demo = build_ui(svc)
+    try:
+        libs = libraries_for(config, svc, workdir, _say,
+                             lambda c: prepare_index(c.corpus, c.index, **c.options))
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    demo = build_ui(svc, libs)
     bound_sessions(demo)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY, max_size=256)
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
@@ -117,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
+    from rag.web.api import mount_api
+
+    mount_api(_app, libs, config)
     temp.start(log=_say)
     SessionSweeper(demo).start()
     _say(f"网页已就绪 ready: {url}" + ("  (login required)" if auth else ""))

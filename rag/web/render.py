@@ -33,7 +33,12 @@ def char_range(start: int, end: int) -> str:
 
 
 def citation_text(r: Mapping) -> str:
-    """Plain-text citation of a passage (what the copy button copies)."""
+    """Plain-text citation of a passage (what the copy button copies): its GB/T 7714
+    reference, when it has one (rag.references), then the exact location."""
+    if r.get("reference"):
+        from rag.references import location_text
+
+        return f"{r['reference']} {location_text(r)}"
     parts = [f"{r.get('author') or '佚名'}：《{r.get('title') or '无题'}》"]
     where = section_path(r.get("section"))
     if where:
@@ -295,14 +300,25 @@ def cite_html(d: Mapping, elapsed_ms: float | None = None) -> str:
 
 # ---------------------------------------------------------------------------- library
 
+def _count(value: object) -> int:
+    """A count from stored data, 0 when it is not a whole number (never an exception)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def library_html(articles: Sequence[Mapping], files: Sequence[Sequence], manifest: Mapping | None,
                  corpus: str = "") -> str:
+    """The Library tab: the manifest's facts, then each file's articles. Every value from the
+    manifest, the store or the corpus path goes through `esc` (issue 16, finding 6: the
+    embedder spec was printed raw and an `<img onerror>` in it ran in Chromium)."""
     if not manifest:
         return message_html("索引尚未建立 no index yet", "warn")
     emb = manifest.get("embedder") or {}
     counts = manifest.get("counts") or {}
     info = [
-        ("嵌入模型 embedder", f'{emb.get("spec", "")} <span class="rag-dim">({esc(emb.get("id", ""))}, '
+        ("嵌入模型 embedder", f'{esc(emb.get("spec", ""))} <span class="rag-dim">({esc(emb.get("id", ""))}, '
                              f'{esc(emb.get("dim", ""))} 维)</span>'),
         ("规模 size", f'{esc(counts.get("files", 0))} 个文件 · {esc(len(articles))} 篇文章 · '
                       f'{esc(counts.get("chunks", 0))} 个段落块'),
@@ -320,7 +336,7 @@ def library_html(articles: Sequence[Mapping], files: Sequence[Sequence], manifes
     enc = {f[0]: f[2] for f in files}
     for source in sorted(set(by_file) | set(enc)):
         arts = by_file.get(source, [])
-        total = sum(int(a.get("chunks") or 0) for a in arts)
+        total = sum(_count(a.get("chunks")) for a in arts)
         out.append(f'<details class="rag-file" open><summary><span class="rag-file-name">{esc(source)}</span>'
                    f' <span class="rag-dim">{esc(enc.get(source, ""))} · {len(arts)} 篇 · {total} 块</span>'
                    '</summary><table class="rag-articles"><thead><tr><th>#</th><th>标题 title</th>'

@@ -52,6 +52,7 @@ class Service:
         self.build_lock = threading.Lock()
         self.fair = FairQueue()                # rag.web.fairness: bounded, fair search turns
         self.temp = None                       # rag.web.housekeeping.TempFolder, set by launch
+        self.build_options: dict = {}          # a library's build options (rag.web.libraries)
 
     # ---- search and cite
     def search(self, query: object, k: object = 5, source: str | None = None,
@@ -107,8 +108,8 @@ class Service:
         return out
 
     # ---- batch
-    def batch(self, path: str, k: int,
-              progress: Callable[[float, str], None]) -> tuple[int, int, Path, Path, list[str]]:
+    def batch(self, path: str, k: int, progress: Callable[[float, str], None],
+              searcher=None) -> tuple[int, int, Path, Path, list[str]]:
         src = Path(path)
         if src.suffix.lower() not in BATCH_SUFFIXES:
             raise RagError(f"不支持的文件类型 {src.suffix or '(无)'}：请上传 .txt、.csv 或 .jsonl")
@@ -141,7 +142,7 @@ class Service:
             warn(f"{name}:{it.line}: {e} (skipped)")
 
         try:
-            for group, records in answer(iter(items), snap.searcher, k, bad, size=16):
+            for group, records in answer(iter(items), searcher or snap.searcher, k, bad, size=16):
                 for rec in records:
                     for w in writers:
                         w.write(rec)
@@ -169,7 +170,7 @@ class Service:
         if not self.build_lock.acquire(blocking=False):
             raise IndexBusy("another build is already writing the index")
         try:
-            report = update_index(self.corpus, self.index_dir, log)
+            report = update_index(self.corpus, self.index_dir, log, **self.build_options)
         finally:
             self.build_lock.release()
         snap = self.live.reload()
@@ -249,7 +250,8 @@ def _safe_stem(stem: str) -> str:
     return _UNSAFE.sub("_", stem).strip(" ._")[:80]
 
 
-def update_index(corpus: Path, index_dir: Path, log: Callable[[str], None], progress: bool = False):
+def update_index(corpus: Path, index_dir: Path, log: Callable[[str], None], progress: bool = False,
+                 **options):
     """Build or incrementally update the index of `corpus`. An index made by an older chunker
     version (the code was updated since) is rebuilt with the same embedder and chunk sizes:
     the CLI refuses that without --rebuild, but the app owns its index and must just start."""
@@ -265,6 +267,6 @@ def update_index(corpus: Path, index_dir: Path, log: Callable[[str], None], prog
         if settings.id() != old.get("chunker"):
             log(f"索引由旧版分块器 {old.get('chunker')} 构建，按当前版本 {settings.id()} 重建 "
                 f"(rebuilding: the chunker changed)")
-            return build(corpus, index_dir, embedder=old["embedder"]["spec"], settings=settings,
-                         rebuild=True, progress=progress, log=log)
-    return build(corpus, index_dir, progress=progress, log=log)
+            return build(corpus, index_dir, **{**options, "embedder": old["embedder"]["spec"]},
+                         settings=settings, rebuild=True, progress=progress, log=log)
+    return build(corpus, index_dir, progress=progress, log=log, **options)

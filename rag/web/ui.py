@@ -7,6 +7,7 @@ import gradio as gr
 from rag.errors import RagError
 from rag.web import render as ui
 from rag.web.fairness import WORKERS as SEARCH_WORKERS, client_id
+from rag.web.libraries import LibrariesIncompatible, LibrarySet, libraries_for
 from rag.web.messages import failure_html as _failure, unexpected as _unexpected, zh_message
 from rag.web.service import (BATCH_SUFFIXES, DOC_SUFFIXES, EXAMPLES, MAX_BATCH_QUERIES, MAX_UPLOAD_BYTES,
                              UNAVAILABLE, Service)
@@ -19,18 +20,34 @@ def _api_error(e: Exception) -> gr.Error:
     return gr.Error(f"内部错误 internal error ({type(e).__name__})", print_exception=False)
 
 
-def build_ui(svc: Service) -> gr.Blocks:
+def _incompatible(e: LibrariesIncompatible) -> str:
+    return ui.message_html("所选文库使用不同的嵌入模型，不能一起检索；请分别检索，或用同一模型重建。", "warn", str(e))
+
+
+def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
+    libs = libs or libraries_for(None, svc, svc.workdir, lambda _m: None, lambda _c: None)
+    names = libs.names()
+    several = len(names) > 1
+
+    def lib_svc(name):
+        return libs.get(name).service if name in names else svc
+
     # ---- search and cite: page handlers (HTML) and API functions (JSON) share svc calls
-    def ui_search(query, k, source, article, request: gr.Request):
+    def ui_search(query, k, source, article, chosen=None, request: gr.Request = None):
         if not isinstance(query, str) or not query.strip():
             return ui.message_html("请输入要检索的问题。", "warn", "Please type a question.")
         try:
-            q, results, snap, ms = svc.search(query, int(k or 5), source, article, client=client_id(request))
-            ctx = svc.contexts(snap, results)
+            q, results, ms_, ms = libs.search(query, int(k or 5), chosen or None, source, article,
+                                              client=client_id(request))
+            ctx = libs.contexts(results)
+        except LibrariesIncompatible as e:
+            return _incompatible(e)
         except Exception as e:  # noqa: BLE001 - a message in the page, never a traceback
             return _failure(e)
         filters = " · ".join(x for x in (source, article and f"《{article}》") if x)
-        return ui.results_html(q, results, ctx, ms, snap.generation, filters)
+        if several:
+            filters = " · ".join(x for x in ("文库 " + "、".join(ms_.generations), filters) if x)
+        return ui.results_html(q, results, ctx, ms, " · ".join(ms_.generations.values()), filters)
 
     def ui_cite(quote, k, request: gr.Request):
         if not svc.cite_available():
@@ -38,73 +55,102 @@ def build_ui(svc: Service) -> gr.Blocks:
         if not isinstance(quote, str) or not quote.strip():
             return ui.message_html("请粘贴要溯源的引文。", "warn", "Please paste a quote.")
         try:
-            d, _snap, ms = svc.cite(quote, int(k or 3), client=client_id(request))
+            d, ms = libs.cite(quote, int(k or 3), client=client_id(request))
         except Exception as e:  # noqa: BLE001
             return _failure(e)
         return ui.cite_html(d, ms)
 
     def search(query: str, k: int = 5, source: str = "", article: str = "",
-               request: gr.Request = None) -> dict:
+               library: list[str] | str | None = None, request: gr.Request = None) -> dict:
         """检索 Search: ranked passages for a question. Returns {"query", "generation",
         "results": [...]} with the fields of rag.search.Result (source, start, end, text,
-        title, author, section, paragraph, matched, best_sentence, score, ...)."""
+        title, author, section, paragraph, matched, best_sentence, score, library, reference,
+        ...). `library`: one name or a list (default: every library)."""
         try:
-            q, results, snap, _ms = svc.search(query, k, source, article, client=client_id(request))
+            q, results, ms_, _ms = libs.search(query, k, library or None, source, article,
+                                               client=client_id(request))
         except Exception as e:  # noqa: BLE001
             raise _api_error(e) from None
-        return {"query": q, "generation": snap.generation, "results": results}
+        gens = ms_.generations
+        return {"query": q, "generation": next(iter(gens.values())), "generations": gens,
+                "results": results}
 
     def cite(quote: str, k: int = 3, request: gr.Request = None) -> dict:
         """引文溯源 Citation lookup: where a quote comes from. Returns {"quote", "matches":
         [{source, start, end, text, similarity, kind, title, author, section, paragraph,
         diff}], "related": [passages, each with a "label": they are not matches]}."""
         try:
-            d, _snap, _ms = svc.cite(quote, k, client=client_id(request))
+            d, _ms = libs.cite(quote, k, client=client_id(request))
         except Exception as e:  # noqa: BLE001
             raise _api_error(e) from None
         return d
 
     # ---- batch
-    def ui_batch(file, k=10, progress=gr.Progress()):
+    def ui_batch(file, k=10, chosen=None, progress=gr.Progress()):
         if not file:
             return ui.message_html("请先上传问题文件（.txt / .csv / .jsonl）。", "warn"), None, None
         try:
             progress(0, desc="读取问题文件…")
             answered, total, jsonl, csvp, warnings = svc.batch(
-                file, int(k or 10), lambda f, d: progress(f, desc=d))
+                file, int(k or 10), lambda f, d: progress(f, desc=d), searcher=libs.searcher(chosen or None))
         except Exception as e:  # noqa: BLE001
             return _failure(e), None, None
         return ui.batch_html(answered, total, int(k or 10), warnings), str(jsonl), str(csvp)
 
+    def ui_ris(jsonl):
+        """RIS (NoteExpress, EndNote, Zotero) of the batch results just made."""
+        import json
+        from pathlib import Path
+
+        if not jsonl:
+            return None
+        src = Path(jsonl)
+        with src.open(encoding="utf-8") as f:
+            text = libs.ris((json.loads(line) for line in f if line.strip()))
+        out = src.with_suffix(".ris")
+        out.write_text(text, encoding="utf-8")
+        return str(out)
+
     # ---- library and page state
-    def header_status():
+    def header_status(name=None):
+        one = lib_svc(name or names[0])
         try:
-            snap = svc.live.get()
+            snap = one.live.get()
         except RagError as e:
             return ui.message_html(zh_message(e)[0], "warn")
         c = snap.manifest["counts"]
         return (f'<div class="rag-meta">索引 {ui.esc(snap.generation)} · {c["files"]} 个文件 · '
                 f'{c["chunks"]} 个段落块 · 嵌入 {ui.esc(snap.manifest["embedder"]["spec"])}'
-                f'{"" if svc.cite_available() else " · 引文溯源不可用"}</div>')
+                f'{"" if svc.cite_available() else " · 引文溯源不可用"}'
+                + (f' · {len(names)} 个文库 {ui.esc("、".join(names))}' if several else '') + '</div>')
 
-    def library_view():
+    def library_view(name=None):
+        one = lib_svc(name or names[0])
         try:
-            snap = svc.live.get()
+            snap = one.live.get()
         except RagError as e:
             return ui.message_html(zh_message(e)[0], "warn")
-        return ui.library_html(snap.index.store.articles(), snap.index.store.files(), snap.manifest,
-                               str(svc.corpus.resolve()) if svc.corpus else "")
+        note = ""
+        if several:
+            groups = libs.groups()
+            note = ui.message_html(
+                f"文库 {name or names[0]} · 嵌入模型 {snap.manifest['embedder']['spec']}。"
+                + ("各文库使用不同的嵌入模型，不同模型的文库不能一起检索：" + "；".join("、".join(g) for g in groups)
+                   if len(groups) > 1 else "所有文库使用同一嵌入模型，可以一起检索。"), "info")
+        return note + ui.library_html(snap.index.store.articles(), snap.index.store.files(), snap.manifest,
+                                      str(one.corpus.resolve()) if one.corpus else "")
 
-    def refresh():
+    def refresh(name=None):
         """Filters, removal list, library view and header, from the index now being served."""
         files = svc.file_choices()
         return (gr.update(choices=files), gr.update(choices=svc.article_choices()),
-                gr.update(choices=files[1:], value=[]), library_view(), header_status())
+                gr.update(choices=lib_svc(name or names[0]).file_choices()[1:], value=[]),
+                library_view(name), header_status())
 
     def on_file(source):
         return gr.update(choices=svc.article_choices(source or None), value="")
 
-    def library_change(change, progress, lines: list[str] | None = None):
+    def library_change(change, progress, lines: list[str] | None = None, name=None):
         """Run `change` (returns True when the corpus changed), then re-index incrementally."""
         lines = lines if lines is not None else []
 
@@ -116,7 +162,7 @@ def build_ui(svc: Service) -> gr.Blocks:
         try:
             if change(lines):
                 log("正在更新索引（增量）…")
-                lines.append("✓ " + svc.reindex(log))
+                lines.append("✓ " + lib_svc(name or names[0]).reindex(log))
         except Exception as e:  # noqa: BLE001
             kind = "error"
             if isinstance(e, RagError):
@@ -125,31 +171,32 @@ def build_ui(svc: Service) -> gr.Blocks:
             else:
                 _unexpected(e)
                 lines.append(f"内部错误 internal error ({type(e).__name__})")
-        return (ui.log_html(lines, kind), *refresh(), None)
+        return (ui.log_html(lines, kind), *refresh(name), None)
 
-    def ui_add(files, progress=gr.Progress()):
+    def ui_add(files, name=None, progress=gr.Progress()):
         if not files:
             return (ui.message_html("请先选择要添加的 .txt / .md 文件。", "warn"), *refresh(), None)
         paths = files if isinstance(files, list) else [files]
 
         def change(lines):
-            added = svc.add_documents(paths, lines.append)
+            added = lib_svc(name or names[0]).add_documents(paths, lines.append)
             if not added:
                 lines.append("没有添加任何文件。")
             return bool(added)
 
-        return library_change(change, progress)
+        return library_change(change, progress, name=name)
 
-    def ui_remove(sources, confirm, progress=gr.Progress()):
+    def ui_remove(sources, confirm, name=None, progress=gr.Progress()):
         if not sources:
             return (ui.message_html("请先选择要移除的文档。", "warn"), *refresh(), None)
         if not confirm:
             return (ui.message_html("请勾选“确认移除”后再操作。", "warn"), *refresh(), None)
-        return library_change(lambda lines: bool(svc.remove_documents(list(sources), lines.append)),
-                              progress)
+        return library_change(lambda lines: bool(lib_svc(name or names[0]).remove_documents(list(sources),
+                                                                                          lines.append)),
+                              progress, name=name)
 
-    def ui_rescan(progress=gr.Progress()):
-        return library_change(lambda lines: True, progress, ["重新扫描文库目录…"])
+    def ui_rescan(name=None, progress=gr.Progress()):
+        return library_change(lambda lines: True, progress, ["重新扫描文库目录…"], name=name)
 
     # ---- layout
     with gr.Blocks(title="文库检索 · 引文溯源") as demo:
@@ -171,13 +218,16 @@ def build_ui(svc: Service) -> gr.Blocks:
                                           scale=3, allow_custom_value=True)
                     art_dd = gr.Dropdown(choices=svc.article_choices(), value="", allow_custom_value=True,
                                          label="文章 / 作者 article / author", scale=4, filterable=True)
+                # one, several or all libraries: ONE ranking (rag.web.libraries)
+                lib_pick = gr.CheckboxGroup(choices=names, value=names, visible=several, elem_id="rag-libraries",
+                                            label="文库 libraries（可多选，结果合为一个排序；不同嵌入模型的文库不能一起检索）")
                 examples = gr.Examples(EXAMPLES, inputs=[q], label="示例问题 examples")
                 out = gr.HTML(ui.message_html(
                     "输入问题后按回车。结果卡片标出匹配的词（高亮）和最能回答问题的句子（加粗），"
                     "每条都附出处，可展开查看原文上下文。", "info"), elem_id="rag-results")
                 # The page's handler is also callable as /search_html (undocumented): the
                 # rendered cards, as the browser gets them; /search is the JSON API.
-                ev = dict(fn=ui_search, inputs=[q, k, file_dd, art_dd], outputs=out, show_progress="minimal",
+                ev = dict(fn=ui_search, inputs=[q, k, file_dd, art_dd, lib_pick], outputs=out, show_progress="minimal",
                           concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
                 q.submit(**ev, api_name="search_html", api_visibility="undocumented")
                 go.click(**ev, api_visibility="private")
@@ -209,16 +259,25 @@ def build_ui(svc: Service) -> gr.Blocks:
                                     type="filepath", scale=3, elem_id="rag-batch-file")
                     with gr.Column(scale=1):
                         bk = gr.Slider(1, 50, value=10, step=1, label="每题返回条数 top-k")
+                        blibs = gr.CheckboxGroup(choices=names, value=names, visible=several,
+                                                 label="文库 libraries")
                         bgo = gr.Button("开始批量检索", variant="primary")
                 bstatus = gr.HTML()
                 with gr.Row():
                     bjsonl = gr.File(label="结果 JSONL", interactive=False, height=90)
                     bcsv = gr.File(label="结果 CSV", interactive=False, height=90)
+                    with gr.Column():
+                        bris_go = gr.Button("导出 RIS（NoteExpress / EndNote / Zotero）")
+                        bris = gr.File(label="参考文献 RIS", interactive=False, height=90)
                 # one batch at a time, in its own concurrency group: searches stay responsive
-                bgo.click(ui_batch, [bfile, bk], [bstatus, bjsonl, bcsv], api_name="batch",
+                bgo.click(ui_batch, [bfile, bk, blibs], [bstatus, bjsonl, bcsv], api_name="batch",
                           concurrency_limit=1, concurrency_id="batch")
+                bris_go.click(ui_ris, bjsonl, bris, api_visibility="private", concurrency_limit=1,
+                              concurrency_id="batch")
 
             with gr.Tab("文库 Library", id="library"):
+                lib_dd = gr.Dropdown(choices=names, value=names[0], visible=several, label="管理文库 library",
+                                     elem_id="rag-library-pick")
                 lib = gr.HTML(library_view(), elem_id="rag-library")
                 editable = svc.corpus is not None
                 with gr.Row():
@@ -240,9 +299,11 @@ def build_ui(svc: Service) -> gr.Blocks:
                 outs = [lib_log, file_dd, art_dd, rm_dd, lib, status, up]
                 # re-indexing: one at a time, in its own group (searches go on meanwhile)
                 common = dict(concurrency_limit=1, concurrency_id="reindex", api_visibility="undocumented")
-                add_go.click(ui_add, up, outs, api_name="library_add", **common)
-                rm_go.click(ui_remove, [rm_dd, rm_ok], outs, api_name="library_remove", **common)
-                rescan.click(ui_rescan, None, outs, api_name="library_rescan", **common)
+                add_go.click(ui_add, [up, lib_dd], outs, api_name="library_add", **common)
+                rm_go.click(ui_remove, [rm_dd, rm_ok, lib_dd], outs, api_name="library_remove", **common)
+                rescan.click(ui_rescan, lib_dd, outs, api_name="library_rescan", **common)
+                lib_dd.change(lambda n: refresh(n)[2:4], lib_dd, [rm_dd, lib], queue=False,
+                              api_visibility="private")
 
         gr.api(search, api_name="search", concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
         gr.api(cite, api_name="cite", concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
