@@ -3,9 +3,11 @@ checkable index that answers exactly as before; the next build finishes the job 
 up what the killed one left. Damaged files (truncated or with one flipped bit) are refused
 by load() and `rag check` with one line naming the file and the rebuild command.
 
-Crash points are `RAG_CRASH_AT=<point>` hooks in rag.index.build (CRASH_POINTS). Everything
-runs on the tiny corpus of conftest (a handful of chunks), so a killed build costs a few
-seconds, most of it the subprocess starting.
+Crash points are `RAG_CRASH_AT=<point>` hooks in rag.index.builder (CRASH_POINTS); the killed
+builds run with RAG_MERGE_FACTOR=2, so the update merges the old segment with the new one and
+"during-merge" / "after-merge" kill it in the middle of a merge. Everything runs on the tiny
+corpus of conftest (a handful of chunks), so a killed build costs a few seconds, most of it
+the subprocess starting.
 """
 from __future__ import annotations
 
@@ -55,8 +57,15 @@ def check(index_dir: Path, capsys) -> tuple[int, str, str]:
 
 
 def leftovers(index_dir: Path) -> list[str]:
-    return sorted(p.name for p in index_dir.iterdir()
-                  if p.name.startswith((".tmp-", ".CURRENT.")))
+    """Temporary files, and segments no commit point on disk lists."""
+    out = sorted(p.name for p in index_dir.iterdir() if p.name.startswith((".tmp-", ".CURRENT.")))
+    listed = set()
+    for m in index_dir.glob("gen-*/manifest.json"):
+        listed |= {s["name"] for s in json.loads(m.read_text(encoding="utf-8"))["segments"]}
+    seg_root = index_dir / "segments"
+    if seg_root.is_dir():
+        out += sorted(f"segments/{p.name}" for p in seg_root.iterdir() if p.name not in listed)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +103,8 @@ def crashed(world, tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
                "--embedder", TINY_EMBEDDER]
         procs[point] = (index, subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**env, "RAG_CRASH_AT": "after-rename" if point == "first" else point}))
+            env={**env, "RAG_MERGE_FACTOR": "2",
+                 "RAG_CRASH_AT": "after-rename" if point == "first" else point}))
     out = {}
     for point, (index, proc) in procs.items():
         _, err = proc.communicate(timeout=240)
@@ -102,14 +112,19 @@ def crashed(world, tmp_path_factory) -> dict[str, tuple[Path, int, str]]:
     return out
 
 
-def test_crash_points_are_distinct_and_ordered():
-    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 6
-    import inspect
-    import rag.index as index_mod
+def test_crash_points_are_distinct_and_ordered(world, tmp_path, monkeypatch):
+    """An update that merges passes every point, once each, in the order CRASH_POINTS lists."""
+    assert len(set(CRASH_POINTS)) == len(CRASH_POINTS) == 7
+    import rag.index.builder as builder_mod
+    from rag import settings
 
-    src = inspect.getsource(index_mod.build)
-    positions = [src.index(f'_crash_point("{p}")') for p in CRASH_POINTS]
-    assert positions == sorted(positions), "CRASH_POINTS lists the points in the order build passes them"
+    passed = []
+    monkeypatch.setattr(builder_mod, "_crash_point", passed.append)
+    monkeypatch.setenv("RAG_MERGE_FACTOR", "2")
+    settings.get.cache_clear()
+    index = copy_index(world["index1"], tmp_path / "index")
+    build(world["corpus2"], index)
+    assert passed == list(CRASH_POINTS)
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
@@ -126,7 +141,8 @@ def test_killed_build_leaves_a_working_index(world, crashed, capsys, point):
     code, out, err = check(index, capsys)
     assert code == 0 and out.startswith("ok:") and cur in out, err
     assert tree(index / world["gen1"]) == gen1_files, "the previous generation is never touched"
-    expect_tmp = point in ("after-store", "after-vectors", "after-fsync")
+    # (the new segment, or after a merge the segments it merged, stay until the next build sweeps)
+    expect_tmp = point != "after-embed"
     assert bool(leftovers(index)) == expect_tmp, leftovers(index)
     if point == "after-rename":             # renamed into place, but CURRENT never named it
         assert sorted(p.name for p in index.glob("gen-*")) == [world["gen1"], "gen-000002"]
@@ -137,9 +153,11 @@ def test_killed_build_leaves_a_working_index(world, crashed, capsys, point):
         assert report.up_to_date and read_current(index) == world["gen1"]
         assert leftovers(index) == [] and [p.name for p in index.glob("gen-*")] == [world["gen1"]]
 
-    # the next real build succeeds, answers like a clean build, and leaves nothing behind
+    # the next real build succeeds, answers like a clean build, and leaves nothing behind;
+    # what the killed build embedded was saved and is not embedded again
     report = build(world["corpus2"], index)
     assert report.up_to_date == switched
+    assert report.embedded == 0, (point, report.summary())
     assert answers(index) == world["answers2"]
     assert leftovers(index) == []
     gens = sorted(p.name for p in index.glob("gen-*"))
@@ -162,14 +180,23 @@ def test_killed_first_build_is_reported_then_replaced(world, crashed, capsys):
 
 # ------------------------------------------------------------------ damaged files
 
-BM25_FILES = ["data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy",
-              "params.index.json", "vocab.index.json"]
-INDEX_FILES = (["CURRENT", "manifest.json", "store.sqlite", "vectors.npy", "vectors.faiss", "words.txt"]
-               + [f"bm25/{n}" for n in BM25_FILES])
+BM25_FILES = ["terms.txt", "indptr.npy", "rows.npy", "tf.npy", "doclen.npy"]
+CITE_FILES = ["origin.npy", "ids.npy", "keys.npy", "starts.npy", "postings.npy", "vocab.npy", "file_starts.npy",
+              "sources.txt"]
+COMMIT_FILES = ["manifest.json", "words.txt"]
+SEGMENT_FILES = (["segment.json", "store.sqlite", "vectors.npy"] + [f"bm25/{n}" for n in BM25_FILES]
+                 + [f"cite/{n}" for n in CITE_FILES])
+INDEX_FILES = ["CURRENT"] + COMMIT_FILES + SEGMENT_FILES
 
 
 def target(index: Path, name: str) -> Path:
-    return index / name if name == "CURRENT" else index / read_current(index) / name
+    if name == "CURRENT":
+        return index / name
+    gen = read_current(index)
+    if name in COMMIT_FILES:
+        return index / gen / name
+    m = json.loads((index / gen / "manifest.json").read_text(encoding="utf-8"))
+    return index / "segments" / m["segments"][0]["name"] / name
 
 
 def truncate(p: Path) -> None:
@@ -185,8 +212,11 @@ def flip_bit(p: Path) -> None:
 
 def test_damage_table_covers_every_file(world):
     gen_dir = world["index1"] / world["gen1"]
+    seg_dir = target(world["index1"], "vectors.npy").parent
     on_disk = {p.relative_to(gen_dir).as_posix() for p in gen_dir.rglob("*") if p.is_file()}
+    on_disk |= {p.relative_to(seg_dir).as_posix() for p in seg_dir.rglob("*") if p.is_file()}
     assert on_disk | {"CURRENT"} == set(INDEX_FILES)
+    assert [p.name for p in (world["index1"] / "segments").iterdir()] == [seg_dir.name]
     assert all(target(world["index1"], n).stat().st_size > 1 for n in INDEX_FILES)
 
 
@@ -247,8 +277,8 @@ def test_other_damage_is_refused(world, tmp_path, capsys, case):
         (index / "CURRENT").unlink()
         name = "CURRENT is missing"
     elif case == "missing-file":
-        (index / gen / "vectors.faiss").unlink()
-        name = "vectors.faiss is missing"
+        target(index, "vectors.npy").unlink()
+        name = "vectors.npy is missing"
     elif case == "legacy-current-bad-manifest":     # a CURRENT from before it held checksums
         _rewrite_current(index, {"generation": gen})
         truncate(manifest)

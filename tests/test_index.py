@@ -74,11 +74,14 @@ def write(folder: Path, name: str, text: str) -> None:
 
 
 def snapshot(index_dir: Path) -> dict:
-    """Everything that must agree between an incremental build and a full rebuild."""
+    """Everything that must agree between an incremental build and a full rebuild. Chunks
+    are listed in reading order (source, start): an update appends its chunks in a new
+    segment, so positions differ from a rebuild's while every chunk, vector and score agrees."""
     idx = load(index_dir)
     try:
-        chunks = [c for _, c in idx.store.iter_chunks()]
-        n = idx.size
+        pairs = sorted(idx.store.iter_chunks(), key=lambda pc: (pc[1].source, pc[1].start))
+        order = np.asarray([p for p, _ in pairs], dtype=np.int64)
+        chunks = [c for _, c in pairs]
         return {
             "generation": idx.generation,
             "ids": [c.id for c in chunks],
@@ -87,11 +90,12 @@ def snapshot(index_dir: Path) -> dict:
             "embed_texts": [embed_text(c) for c in chunks],
             "files": idx.store.files(),
             "file_texts": {s: idx.store.file_text(s) for s, _, _ in idx.store.files()},
-            "vectors": np.array(idx.dense.matrix),
-            "faiss_ntotal": int(idx.dense.faiss.ntotal),
-            "faiss_vectors": idx.dense.faiss.reconstruct_n(0, idx.dense.faiss.ntotal) if n else np.zeros((0, 0)),
+            "vectors": idx.dense.vectors(order) if len(order) else np.zeros((0, 0)),
+            "dense_ntotal": int(idx.dense.ntotal),
+            "dense_top": idx.dense.search(idx.dense.vectors(order), 3) if len(order) else None,
+            "positions": order,
             "bm25_docs": int(idx.sparse.ntotal),
-            "bm25": {q: idx.sparse.scores(idx.tokenizer.query_terms(q)) for q in QUERIES},
+            "bm25": {q: idx.sparse.scores(idx.tokenizer.query_terms(q))[order] for q in QUERIES},
             "words": idx.tokenizer.user_words,
             "manifest": idx.manifest,
         }
@@ -174,8 +178,9 @@ def test_incremental_index_equals_full_rebuild(history, name):
     n = len(got["ids"])
     assert got["vectors"].shape == ref["vectors"].shape == (n, got["manifest"]["embedder"]["dim"])
     assert np.allclose(got["vectors"], ref["vectors"], atol=1e-6)
-    assert got["faiss_ntotal"] == ref["faiss_ntotal"] == n
-    assert np.allclose(got["faiss_vectors"], got["vectors"], atol=1e-6), "FAISS holds the matrix rows"
+    assert got["dense_ntotal"] == ref["dense_ntotal"] == n
+    # each chunk's own vector finds it first: the dense leg holds the stored rows, live ones only
+    assert got["dense_top"][:, 0].tolist() == got["positions"].tolist()
     assert got["bm25_docs"] == ref["bm25_docs"] == n
     for q in QUERIES:
         assert np.allclose(got["bm25"][q], ref["bm25"][q], atol=1e-5), q
@@ -266,16 +271,19 @@ def test_manifest_records_embedder_chunker_files_versions_counts(history):
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in corpus.glob("*.txt")}
     assert m["files"] == files and set(files) == {"a.txt", "b.txt", "d.txt"}
     assert m["corpus"] == str(corpus.resolve())
-    for pkg in ("python", "rag", "numpy", "faiss-cpu", "bm25s", "jieba"):
+    for pkg in ("python", "rag", "numpy", "faiss-cpu", "jieba"):
         assert m["versions"].get(pkg), pkg
     snap = history["steps"]["delete"]["after"]
     assert m["counts"] == {"files": 3, "chunks": len(snap["ids"]), "vectors": len(snap["ids"]),
                            "bm25_docs": len(snap["ids"])}
     assert m["generation"] == read_current(history["index"])
-    gen = history["index"] / m["generation"]
     for rel, digest in m["checksums"].items():
-        assert hashlib.sha256((gen / rel).read_bytes()).hexdigest() == digest, rel
-    assert "vectors.npy" in m["checksums"] and "store.sqlite" in m["checksums"]
+        assert hashlib.sha256((history["index"] / rel).read_bytes()).hexdigest() == digest, rel
+    for seg in m["segments"]:
+        for name in ("vectors.npy", "store.sqlite", "segment.json", "bm25/rows.npy", "cite/postings.npy"):
+            assert f"segments/{seg['name']}/{name}" in m["checksums"], (seg, name)
+    assert sum(seg["live"] for seg in m["segments"]) == m["counts"]["chunks"]
+    assert set(m["file_segments"]) == set(m["files"])
 
 
 def test_old_generations_are_cleaned_up(history):

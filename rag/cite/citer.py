@@ -112,13 +112,18 @@ _postings_lock = threading.Lock()
 
 
 def postings_for(index) -> NgramIndex:
-    """The n-gram postings of a loaded index, built once per generation and kept on it
-    (an index generation is immutable, so they live exactly as long as it is served)."""
+    """The n-gram postings of a loaded index: stored in each segment when it was written and
+    memory-mapped here (`Index.cite_postings()`), so the first lookup after a start is as
+    fast as the next; an index that stores none (another backend) gets them built once per
+    generation and kept on it (a generation is immutable)."""
     with _postings_lock:
         ng = index.cache.get("cite_postings")
         if ng is None:
-            st = index.store
-            ng = NgramIndex((src, st.file_text(src) or "") for src, _sha, _enc in st.files())
+            stored = getattr(index, "cite_postings", None)
+            ng = stored() if stored is not None else None
+            if ng is None:
+                st = index.store
+                ng = NgramIndex((src, st.file_text(src) or "") for src, _sha, _enc in st.files())
             index.cache["cite_postings"] = ng
         return ng
 

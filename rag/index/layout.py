@@ -1,20 +1,23 @@
-"""The on-disk layout of an index: generations, the CURRENT pointer, the writer lock.
+"""The on-disk layout of an index: immutable segments, commit points, CURRENT, the lock.
 
-Layout of an index folder:
-  CURRENT            {"generation": "gen-000007", "manifest_sha256": ..., "check": ...}:
-                     replaced atomically after a build; it pins the manifest's checksum,
-                     and the manifest pins every data file's checksum
-  gen-000007/        one complete, immutable generation
-    manifest.json    embedder, chunker, files and their hashes, counts, file checksums
-    store.sqlite     chunks and file texts (rag.store)
-    vectors.npy      float32 [chunks x dim]; vectors.faiss the FAISS index over them
-    bm25/            bm25s index over jieba tokens; words.txt the tokenizer's extra words
-  .lock              held by the one writer
+Layout of an index folder (format 2; Lucene's design):
+  CURRENT              {"generation": "gen-000007", "manifest_sha256": ..., "check": ...}:
+                       replaced atomically by a commit; it pins the manifest's checksum, and
+                       the manifest pins every file's checksum and size
+  gen-000007/          a commit point: manifest.json (the live segments, the files and the
+                       segment holding each, counts, checksums), words.txt (the tokenizer's
+                       extra words with how many files quote each), del/seg-*.npy (the
+                       deleted rows of each segment)
+  segments/seg-000003/ one immutable segment (rag.index.segment): store.sqlite, vectors.npy
+                       (+ IVF lists when large), bm25/ postings, cite/ postings, segment.json
+  embed-cache/         vectors embedded by a build that has not committed yet (resume)
+  .lock                held by the one writer
 
-A build writes a new generation beside the current one, flushes files and folder to disk,
-then replaces CURRENT; a reader sees the old generation or the new one, never a mix.
-A build killed at any point leaves the previous generation current and intact; the next
-build removes what it left behind (`.tmp-gen-*`, generations CURRENT never named).
+A build writes new segments beside the old ones, then a new commit point, flushes files and
+folders to disk, then replaces CURRENT; a reader sees the old commit or the new one, never
+a mix. A build killed at any point leaves the previous commit current and intact (segments
+are never modified); the next build removes what it left behind (`.tmp-*`, commit points
+CURRENT never named, segments no kept commit lists).
 `RAG_CRASH_AT=<point>` (test hook, see CRASH_POINTS) makes a build kill itself there.
 """
 from __future__ import annotations
@@ -35,8 +38,8 @@ from rag.errors import IndexBusy, IndexDamaged, RagError
 
 DEFAULT_INDEX = "index"
 # where a build can be told to die (RAG_CRASH_AT), in the order it passes them
-CRASH_POINTS = ("after-embed", "after-store", "after-vectors", "after-fsync", "after-rename",
-                "after-switch")
+CRASH_POINTS = ("after-embed", "after-segment", "during-merge", "after-merge", "after-fsync",
+                "after-rename", "after-switch")
 _GEN = re.compile(r"gen-\d{6,}")
 
 
@@ -146,9 +149,10 @@ def _previous_generation(index_dir: Path, gen: str) -> str | None:
 
 
 def _cleanup(index_dir: Path, keep: set[str]) -> None:
-    """Remove generations other than `keep` (the current one and the one before it, which
-    readers opened before the switch may still be reading), generations an interrupted
-    build renamed but never switched to, and stray temporary files."""
+    """Remove commit points other than `keep` (the current one and the one before it, which
+    readers opened before the switch may still be reading), commit points an interrupted
+    build renamed but never switched to, stray temporary files, and segments no kept commit
+    point lists."""
     for p in index_dir.iterdir():
         if p.name.startswith("gen-") and p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)
@@ -157,6 +161,20 @@ def _cleanup(index_dir: Path, keep: set[str]) -> None:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+    seg_root = index_dir / "segments"
+    if not seg_root.is_dir():
+        return
+    used: set[str] = set()
+    for g in keep:
+        try:
+            m = json.loads((index_dir / g / "manifest.json").read_text(encoding="utf-8"))
+            used |= {s["name"] for s in m.get("segments", [])}
+        except (OSError, ValueError, KeyError, TypeError):
+            if g == max(keep):          # the current commit unreadable: remove nothing
+                return
+    for p in seg_root.iterdir():
+        if p.name not in used:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _require_folder(index_dir: Path) -> None:

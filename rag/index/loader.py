@@ -1,67 +1,97 @@
-"""Open the current generation of an index for searching: verified, memory-mapped."""
+"""Open the current commit of an index for searching: verified, every segment memory-mapped.
+
+Opening reads the commit point, each segment's small parts (BM25 vocabulary, IVF centroids,
+deleted rows) and maps the rest; vectors, postings and stored texts are paged in as queries
+touch them, so a process serving a million chunks holds a fraction of the index in memory.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from rag.chunks import ChunkSettings
 from rag.embed import get_embedder
 from rag.errors import IndexDamaged, IndexMismatch, RagError
-from rag.index import store as store_mod
-from rag.index.builder import _mismatch
-from rag.index.dense import BACKENDS, DenseIndex
+from rag.index.builder import _mismatch, _read_words
 from rag.index.layout import _damaged, default_index_dir
-from rag.index.manifest import backends_of, verify
-from rag.index.sparse import BM25Backend, BM25Index, Tokenizer
+from rag.index.manifest import verify
+from rag.index.segment import Segment, open_segment
+from rag.index.sparse import Tokenizer
+from rag.index.sparse.postings import CorpusBM25
+from rag.index.views import LiveMap, MultiDense, SegmentedStore
 
 
 @dataclass
 class Index:
-    """One generation, opened: immutable, so everything cached on it is valid for its life."""
+    """One commit, opened: immutable, so everything cached on it is valid for its life."""
     folder: Path
     generation: str
     manifest: dict
-    store: store_mod.Store
-    dense: DenseIndex
-    sparse: BM25Index
+    store: SegmentedStore
+    dense: MultiDense
+    sparse: CorpusBM25
     tokenizer: Tokenizer
     cache: dict = field(default_factory=dict)   # per-generation caches (citation postings, texts)
+    segments: list[Segment] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         return int(self.manifest["counts"]["chunks"])
 
+    def cite_postings(self):
+        """The citation postings stored in the segments (memory-mapped), files no longer in
+        the commit masked; several segments are searched as one (rag.index.ngrams.MultiNgram)."""
+        from rag.index.ngrams import MultiNgram
+
+        parts = []
+        for seg in self.segments:
+            ng = seg.cite()
+            live = np.asarray([self.store.file_segment.get(s) == seg.name for s in ng.sources], dtype=bool)
+            ng.live = None if live.all() else live
+            if live.any():
+                parts.append(ng)
+        if len(parts) == 1:
+            return parts[0]
+        return MultiNgram(parts)
+
 
 def load(index_dir: str | Path | None = None, embedder: str | None = None,
          settings: ChunkSettings | None = None) -> Index:
-    """Load and verify the current generation; refuse an index built differently."""
+    """Load and verify the current commit; refuse an index built differently."""
     index_dir = Path(index_dir) if index_dir else default_index_dir()
     manifest = verify(index_dir)
     what = _mismatch(manifest, get_embedder(embedder) if embedder else None, settings)
     if what:
         raise IndexMismatch(f"index {index_dir} was built with {what}, not the one requested; rebuild it with: "
                             f"rag build --rebuild --index {index_dir}" + (f" --embedder {embedder}" if embedder else ""))
-    gen_dir = index_dir / manifest["generation"]
+    gen = manifest["generation"]
     fix = f"rebuild it with: rag build --rebuild --index {index_dir}"
-    kinds = backends_of(manifest)
-    part = f"the {kinds['dense']} vectors"
+    segments: list[Segment] = []
+    dead: list[np.ndarray] = []
+    part = f"{gen}/words.txt"
     try:
-        dense = BACKENDS.get(kinds["dense"]).open(gen_dir, manifest.get("dense") or {})
-        part = "bm25/"
-        sparse = BM25Backend().open(gen_dir)
-        part = "words.txt"
-        words = (gen_dir / "words.txt").read_text(encoding="utf-8").split("\n")
-        part = "store.sqlite"
-        st = store_mod.Store(gen_dir / "store.sqlite")
-        n = st.count()
+        words = _read_words(index_dir / gen / "words.txt")
+        for info in manifest["segments"]:
+            part = f"segments/{info['name']}"
+            segments.append(open_segment(index_dir, info))
+            rel = info.get("deleted")
+            part = rel or part
+            dead.append(np.load(index_dir / rel) if rel else np.zeros(0, dtype=np.int64))
+            if segments[-1].store.count() != int(info["rows"]):
+                raise IndexDamaged(f"index {index_dir} is damaged: segments/{info['name']}/store.sqlite has "
+                                   f"{segments[-1].store.count()} chunks, the commit says {info['rows']}; {fix}")
     except RagError:
         raise
     except Exception as e:
-        raise _damaged(index_dir, f"{manifest['generation']}/{part} cannot be opened "
-                                  f"({type(e).__name__})") from None
+        raise _damaged(index_dir, f"{part} cannot be opened ({type(e).__name__})") from None
+    live = LiveMap([s.rows for s in segments], dead)
+    store = SegmentedStore(segments, live, manifest["file_segments"], manifest["files"], manifest.get("encodings", {}))
+    dense = MultiDense(segments, live)
+    sparse = CorpusBM25([s.postings for s in segments], live)
     c = manifest["counts"]
-    if not (n == c["chunks"] == dense.ntotal == sparse.ntotal):
-        raise IndexDamaged(f"index {index_dir} is damaged: store {n}, vectors {dense.ntotal}, "
-                           f"bm25 {sparse.ntotal} disagree; {fix}")
-    return Index(index_dir, manifest["generation"], manifest, st, dense, sparse,
-                 Tokenizer([w for w in words if w]))
+    if not (live.size == c["chunks"] == dense.ntotal == sparse.ntotal):
+        raise IndexDamaged(f"index {index_dir} is damaged: store {live.size}, vectors {dense.ntotal}, "
+                           f"bm25 {sparse.ntotal} disagree with the commit's {c['chunks']}; {fix}")
+    return Index(index_dir, gen, manifest, store, dense, sparse, Tokenizer(list(words)), segments=segments)

@@ -1,7 +1,9 @@
-"""The chunk store: every chunk field plus the decoded text of every file, in SQLite.
+"""The chunk store of a segment: every chunk field plus the decoded text of every file, in
+SQLite; the normalized text each chunk was keyword-indexed from (`tok`) and the quoted
+terms of each file (`words`), so an update can re-cut the chunks a new word touches.
 
-Row `pos` of `chunks` is the chunk's position in the vector matrix and the BM25 index, so
-the three parts agree by construction; the manifest records the counts that prove it.
+Row `pos` of `chunks` is the chunk's row in the segment's vector matrix and BM25 postings,
+so the parts agree by construction; the segment records the counts that prove it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ CREATE TABLE files (source TEXT PRIMARY KEY, sha256 TEXT NOT NULL, encoding TEXT
 CREATE TABLE chunks (pos INTEGER PRIMARY KEY, {_COL_DEFS}, UNIQUE(id));
 CREATE INDEX chunks_source ON chunks(source, start);
 """
+SEGMENT_SCHEMA = """
+CREATE TABLE tok (pos INTEGER PRIMARY KEY, ntext TEXT NOT NULL);
+CREATE TABLE words (source TEXT NOT NULL, word TEXT NOT NULL);
+CREATE INDEX words_source ON words(source);
+"""
+CHUNK_COLS = _COLS
 
 
 def file_row(d) -> tuple:
@@ -45,6 +53,38 @@ def create(path: Path, files: Iterable[tuple], chunks: Iterable[Chunk]) -> int:
             rows.append((n, *(encode_field(col, getattr(c, col)) for col in _COLS)))
             n += 1
         con.executemany(f"INSERT INTO chunks VALUES ({','.join('?' * (len(_COLS) + 1))})", rows)
+        con.commit()
+        return n
+    finally:
+        con.close()
+
+
+def chunk_row(c: Chunk) -> tuple:
+    """A chunk as the values of `chunks` columns (without pos)."""
+    return tuple(encode_field(col, getattr(c, col)) for col in _COLS)
+
+
+def create_segment(path: Path, files: Iterable[tuple], chunk_rows: Iterable[tuple],
+                   ntexts: Iterable[str], words: Iterable[tuple[str, str]]) -> int:
+    """Write a segment's store: `files` rows (file_row), chunk rows (chunk_row) numbered
+    0..n-1 in order, the normalized text of each, and (source, word) quoted terms."""
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA journal_mode=OFF")
+        con.execute("PRAGMA synchronous=OFF")
+        con.executescript(SCHEMA + SEGMENT_SCHEMA)
+        con.executemany("INSERT INTO files VALUES (?,?,?,?,?,?,?)", files)
+        ph = ",".join("?" * (len(_COLS) + 1))
+        n = 0
+
+        def numbered(rows):
+            nonlocal n
+            for r in rows:
+                yield (n, *r)
+                n += 1
+        con.executemany(f"INSERT INTO chunks VALUES ({ph})", numbered(chunk_rows))
+        con.executemany("INSERT INTO tok VALUES (?,?)", enumerate(ntexts))
+        con.executemany("INSERT INTO words VALUES (?,?)", words)
         con.commit()
         return n
     finally:
@@ -116,6 +156,56 @@ class Store:
             sql += " AND (instr(title, ?) > 0 OR instr(author, ?) > 0)"
             args += [article, article]
         return [r[0] for r in self.con.execute(sql + " ORDER BY pos", args)]
+
+    def raw_rows(self, positions: list[int]) -> list[tuple]:
+        """`chunks` rows (without pos), encoded as stored, in the order asked (merges)."""
+        out: dict[int, tuple] = {}
+        sel = ", ".join(_quoted(c) for c in _COLS)
+        for a in range(0, len(positions), 900):
+            part = positions[a:a + 900]
+            q = f"SELECT pos, {sel} FROM chunks WHERE pos IN ({','.join('?' * len(part))})"
+            out.update((r[0], r[1:]) for r in self.con.execute(q, part))
+        return [out[p] for p in positions]
+
+    def ntexts(self, positions: list[int]) -> list[str]:
+        out: dict[int, str] = {}
+        for a in range(0, len(positions), 900):
+            part = positions[a:a + 900]
+            out.update(self.con.execute(f"SELECT pos, ntext FROM tok WHERE pos IN ({','.join('?' * len(part))})", part))
+        return [out[p] for p in positions]
+
+    def rows_containing(self, words: list[str]) -> list[int]:
+        """Rows whose keyword-indexed text contains any of `words` (re-cut on a word change)."""
+        found: set[int] = set()
+        for a in range(0, len(words), 50):
+            part = words[a:a + 50]
+            q = "SELECT pos FROM tok WHERE " + " OR ".join("instr(ntext, ?) > 0" for _ in part)
+            found.update(r[0] for r in self.con.execute(q, part))
+        return sorted(found)
+
+    def rows_of(self, sources: list[str]) -> list[int]:
+        out: list[int] = []
+        for a in range(0, len(sources), 900):
+            part = sources[a:a + 900]
+            out += [r[0] for r in self.con.execute(
+                f"SELECT pos FROM chunks WHERE source IN ({','.join('?' * len(part))})", part)]
+        return sorted(out)
+
+    def file_rows(self, sources: list[str]) -> list[tuple]:
+        out = []
+        for a in range(0, len(sources), 900):
+            part = sources[a:a + 900]
+            out += self.con.execute("SELECT source, sha256, encoding, text, reader, layout, meta FROM files "
+                                    f"WHERE source IN ({','.join('?' * len(part))})", part).fetchall()
+        return sorted(out)
+
+    def words_of(self, sources: list[str]) -> list[tuple[str, str]]:
+        out = []
+        for a in range(0, len(sources), 900):
+            part = sources[a:a + 900]
+            out += self.con.execute(f"SELECT source, word FROM words WHERE source IN "
+                                    f"({','.join('?' * len(part))})", part).fetchall()
+        return out
 
     def files(self) -> list[tuple[str, str, str]]:
         return list(self.con.execute("SELECT source, sha256, encoding FROM files ORDER BY source"))

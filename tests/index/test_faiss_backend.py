@@ -15,16 +15,16 @@ def _unit(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
 
 
 def test_choose_by_size_and_refuses_unknown_kinds():
-    assert choose(10) == "flat" and choose(FLAT_MAX + 1) == "hnsw" and choose(10, "hnsw") == "hnsw"
-    with pytest.raises(BadInput, match="unknown ANN index 'ivf'"):
-        choose(10, "ivf")
+    assert choose(10) == "flat" and choose(FLAT_MAX + 1) == "ivf" and choose(10, "hnsw") == "hnsw"
+    with pytest.raises(BadInput, match="unknown ANN index 'pq'"):
+        choose(10, "pq")
 
 
-@pytest.mark.parametrize("ann", ["flat", "hnsw"])
+@pytest.mark.parametrize("ann", ["flat", "ivf", "hnsw"])
 def test_built_index_answers_like_exact_search(tmp_path, ann):
     vecs, queries = _unit(500), _unit(8, seed=1)
     info = FaissBackend().build(tmp_path, vecs, {"ann": ann})
-    assert info == {"ann": ann} and set(FaissBackend().files(info)) <= {p.name for p in tmp_path.iterdir()}
+    assert info["ann"] == ann and set(FaissBackend().files(info)) <= {p.name for p in tmp_path.iterdir()}
     idx = FaissBackend().open(tmp_path, info)
     assert isinstance(idx, DenseIndex) and idx.ntotal == 500
     exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
@@ -47,3 +47,14 @@ def test_registry_knows_faiss_and_names_the_choices_for_unknown():
     assert isinstance(BACKENDS.get("faiss"), FaissBackend) and "faiss" in BACKENDS.names()
     with pytest.raises(BadInput, match="unknown index backend 'nope': use one of .*faiss"):
         BACKENDS.get("nope")
+
+
+def test_deleted_rows_are_never_returned(tmp_path):
+    vecs, queries = _unit(400), _unit(4, seed=3)
+    info = FaissBackend().build(tmp_path, vecs, {"ann": "ivf"})
+    idx = FaissBackend().open(tmp_path, info)
+    dead = np.argsort(-(queries @ vecs.T), axis=1)[:, :5].ravel()      # every query's best rows
+    rows, scores = idx.search_rows(queries, 10, np.unique(dead))
+    assert not np.isin(rows, dead).any()
+    ok = rows >= 0
+    assert np.allclose(scores[ok], np.einsum("qd,qkd->qk", queries, vecs[np.maximum(rows, 0)])[ok], atol=1e-5)

@@ -1,10 +1,13 @@
-"""Dense vectors on disk: the exact float32 matrix (`vectors.npy`) and a FAISS index.
+"""Dense vectors of a segment: the exact float32 matrix (`vectors.npy`, memory-mapped) and,
+for large segments, an ANN index over it.
 
-The matrix is the source of truth (incremental builds reuse rows of unchanged chunks, and
-filtered searches score a subset exactly); the FAISS index answers unfiltered top-k.
-Index type by corpus size (override with `ann=`):
-  flat  exact inner product, up to 200,000 vectors (brute force stays under ~20 ms here)
-  hnsw  HNSW graph (M=32, efSearch=128) above that: sub-linear, ~0.98 recall@10
+The matrix is the source of truth (updates and merges reuse rows, filtered searches and
+fusion score candidates exactly). Index type by segment size (override with `ann=`):
+  flat  exact inner product over the memory map, below 20,000 rows (a few ms)
+  ivf   inverted lists over the same memory map (rag.index.dense.ivf): nothing but the
+        centroids is loaded, candidates are exactly scored; recall in bench/bench_scale.py
+  hnsw  FAISS HNSW (M=32, efSearch=128), kept for indexes that ask for it: holds its own
+        copy of every vector in memory
 """
 from __future__ import annotations
 
@@ -14,15 +17,18 @@ import numpy as np
 
 from rag.errors import BadInput
 
-FLAT_MAX = 200_000
-ANN_KINDS = ("auto", "flat", "hnsw")
-FILES = ("vectors.npy", "vectors.faiss")
+from rag.index.dense import ivf as ivf_mod
+
+FLAT_MAX = ivf_mod.MIN_ROWS - 1
+ANN_KINDS = ("auto", "flat", "ivf", "hnsw")
+FILES = ("vectors.npy",)
 
 
 def choose(n: int, ann: str = "auto") -> str:
     if ann not in ANN_KINDS:
         raise BadInput(f"unknown ANN index {ann!r}: use one of {', '.join(ANN_KINDS)}")
-    return ("flat" if n <= FLAT_MAX else "hnsw") if ann == "auto" else ann
+    kind = ("flat" if n <= FLAT_MAX else "ivf") if ann == "auto" else ann
+    return "flat" if kind == "ivf" and n < 256 else kind
 
 
 def build(vectors: np.ndarray, kind: str):
@@ -78,18 +84,95 @@ class FaissDense:
         return np.asarray(self.matrix[ids], dtype=np.float32)
 
 
+class SegmentDense:
+    """A segment's memory-mapped matrix, searched exactly (flat) or through IVF lists;
+    `search_rows` skips deleted rows and returns exact scores."""
+
+    def __init__(self, matrix: np.ndarray, ivf=None, hnsw=None) -> None:
+        self.matrix = matrix
+        self.ivf = ivf
+        self.faiss = hnsw
+        self.ntotal = int(matrix.shape[0])
+        if hnsw is not None and hnsw.ntotal != self.ntotal:
+            raise ValueError(f"vectors.npy has {self.ntotal} rows, vectors.faiss {hnsw.ntotal}")
+
+    def search_rows(self, queries: np.ndarray, k: int, dead: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, exact scores) of the top k live rows per query, -1 / -inf where fewer."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        nq = len(q)
+        out_r = np.full((nq, k), -1, dtype=np.int64)
+        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        if self.ntotal == 0 or k == 0:
+            return out_r, out_s
+        if self.ivf is None and self.faiss is None:
+            for a in range(0, nq, 64):
+                sc = np.asarray(self.matrix @ q[a:a + 64].T, dtype=np.float32).T    # [b, rows]
+                if dead is not None:
+                    sc[:, dead] = -np.inf
+                kk = min(k, self.ntotal)
+                top = np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
+                ts = np.take_along_axis(sc, top, axis=1)
+                o = np.argsort(-ts, axis=1, kind="stable")
+                out_r[a:a + len(sc), :kk] = np.take_along_axis(top, o, axis=1)
+                out_s[a:a + len(sc), :kk] = np.take_along_axis(ts, o, axis=1)
+            out_r[~np.isfinite(out_s)] = -1
+            return out_r, out_s
+        for i in range(nq):
+            if self.ivf is not None:
+                rows = self.ivf.candidates(q[i])
+            else:
+                ndead = 0 if dead is None else int(len(dead))
+                _, ids = self.faiss.search(q[i:i + 1], min(self.ntotal, k + ndead))
+                rows = ids[0][ids[0] >= 0]
+            if dead is not None and len(dead) and len(rows):
+                rows = rows[~np.isin(rows, dead)]
+            if not len(rows):
+                continue
+            rows = np.sort(rows)
+            sc = np.asarray(self.matrix[rows] @ q[i], dtype=np.float32)
+            kk = min(k, len(rows))
+            top = np.argpartition(-sc, kk - 1)[:kk]
+            top = top[np.argsort(-sc[top], kind="stable")]
+            out_r[i, :kk], out_s[i, :kk] = rows[top], sc[top]
+        return out_r, out_s
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        return self.search_rows(queries, min(k, self.ntotal), None)[0]
+
+    def scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self.matrix[ids] @ query, dtype=np.float32)
+
+    def search_subset(self, query: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+        return ids[np.argsort(-self.scores(query, ids), kind="stable")[:k]]
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self.matrix[ids], dtype=np.float32)
+
+
 class FaissBackend:
-    """The embedded default: FAISS flat or HNSW over a float32 matrix in the generation."""
+    """The embedded default: a memory-mapped float32 matrix per segment, searched exactly
+    below 20,000 rows and through IVF lists (or FAISS HNSW, on request) above."""
     name = "faiss"
 
     def files(self, info: dict) -> tuple[str, ...]:
-        return FILES
+        kind = info.get("ann", "flat")
+        return FILES + (ivf_mod.FILES if kind == "ivf" else ("vectors.faiss",) if kind == "hnsw" else ())
 
     def build(self, folder: Path, vectors: np.ndarray, options: dict) -> dict:
-        np.save(folder / "vectors.npy", vectors)
+        np.save(folder / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
         kind = choose(len(vectors), options.get("ann", "auto"))
-        save(build(vectors, kind), folder / "vectors.faiss")
-        return {"ann": kind}
+        info: dict = {"ann": kind}
+        if kind == "ivf":
+            info.update(ivf_mod.build(folder, vectors))
+        elif kind == "hnsw":
+            save(build(vectors, kind), folder / "vectors.faiss")
+        return info
 
-    def open(self, folder: Path, info: dict) -> FaissDense:
-        return FaissDense(np.load(folder / "vectors.npy", mmap_mode="r"), load(folder / "vectors.faiss"))
+    def open(self, folder: Path, info: dict) -> SegmentDense:
+        matrix = np.load(folder / "vectors.npy", mmap_mode="r")
+        kind = info.get("ann", "flat")
+        if kind == "ivf":
+            return SegmentDense(matrix, ivf=ivf_mod.IVF(folder, info.get("nprobe")))
+        if kind == "hnsw":
+            return SegmentDense(matrix, hnsw=load(folder / "vectors.faiss"))
+        return SegmentDense(matrix)

@@ -73,6 +73,12 @@ class Tokenizer:
         self.user_words = sorted(set(user_words))
         for w in self.user_words:
             self._jieba.add_word(w, freq=2000)
+        # jieba.add_word also grows the total frequency, which shifts the cost of every path
+        # through every sentence: a quoted term anywhere in the corpus could then change how
+        # unrelated text is cut. With the total kept, a text's tokens depend only on the
+        # words that occur in it, so an update re-cuts just the chunks containing words that
+        # came or went (rag.index.builder) and still equals a full rebuild.
+        self._jieba.total = total
 
     def __call__(self, text: str) -> list[str]:
         out = []

@@ -1,0 +1,162 @@
+"""BM25 over segments: per-segment term postings on disk (memory-mapped), corpus-wide
+statistics at query time, so a chunk's score never depends on the segment it sits in.
+
+A segment's keyword leg is a term-major sparse matrix of term frequencies (CSC: `terms`
+sorted, `indptr` per term, `rows` and `tf` per posting) plus each row's length. Scores
+follow bm25s's Lucene variant (k1=1.2, b=0.75, idf = log(1 + (N - df + 0.5)/(df + 0.5)))
+with N, df and the average length counted over the *live* chunks of every segment of the
+commit: an update and a full rebuild of the same corpus score every chunk alike (tested).
+A chunk with no tokens has length 1, as bm25s indexed it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+K1, B = 1.2, 0.75
+DIR = "bm25"
+FILES = tuple(f"{DIR}/{n}" for n in ("terms.txt", "indptr.npy", "rows.npy", "tf.npy", "doclen.npy"))
+
+
+def write(folder: Path, corpus_tokens: Sequence[list[str]]) -> dict:
+    """Write the term postings of one segment (row i = corpus_tokens[i])."""
+    from collections import Counter
+
+    d = folder / DIR
+    d.mkdir(parents=True, exist_ok=True)
+    vocab: dict[str, int] = {}
+    t_ids: list[np.ndarray] = []
+    t_rows: list[np.ndarray] = []
+    t_tf: list[np.ndarray] = []
+    doclen = np.zeros(len(corpus_tokens), dtype=np.int32)
+    for row, toks in enumerate(corpus_tokens):
+        doclen[row] = max(len(toks), 1)
+        if not toks:
+            continue
+        cnt = Counter(toks)
+        t_ids.append(np.fromiter((vocab.setdefault(t, len(vocab)) for t in cnt), dtype=np.int64, count=len(cnt)))
+        t_tf.append(np.fromiter(cnt.values(), dtype=np.float32, count=len(cnt)))
+        t_rows.append(np.full(len(cnt), row, dtype=np.int32))
+    return write_arrays(folder, list(vocab), np.concatenate(t_ids) if t_ids else np.zeros(0, np.int64),
+                        np.concatenate(t_rows) if t_rows else np.zeros(0, np.int32),
+                        np.concatenate(t_tf) if t_tf else np.zeros(0, np.float32), doclen)
+
+
+def write_arrays(folder: Path, terms: list[str], term_ids: np.ndarray, rows: np.ndarray,
+                 tf: np.ndarray, doclen: np.ndarray) -> dict:
+    """Write postings given as (term id, row, tf) triples over `terms` (any order)."""
+    d = folder / DIR
+    d.mkdir(parents=True, exist_ok=True)
+    order_terms = sorted(range(len(terms)), key=terms.__getitem__)
+    rank = np.empty(len(terms), dtype=np.int64)
+    rank[np.asarray(order_terms, dtype=np.int64)] = np.arange(len(terms), dtype=np.int64)
+    tid = rank[term_ids] if len(term_ids) else term_ids
+    order = np.lexsort((rows, tid))
+    counts = np.bincount(tid, minlength=len(terms)) if len(tid) else np.zeros(len(terms), np.int64)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    (d / "terms.txt").write_text("\n".join(terms[i] for i in order_terms), encoding="utf-8")
+    np.save(d / "indptr.npy", indptr)
+    np.save(d / "rows.npy", rows[order].astype(np.int32))
+    np.save(d / "tf.npy", tf[order].astype(np.float32))
+    np.save(d / "doclen.npy", doclen.astype(np.int32))
+    return {"k1": K1, "b": B, "docs": int(len(doclen)), "terms": len(terms)}
+
+
+class SegmentPostings:
+    """One segment's postings, memory-mapped; the vocabulary as a dict (term -> id)."""
+
+    def __init__(self, folder: Path) -> None:
+        d = folder / DIR
+        text = (d / "terms.txt").read_text(encoding="utf-8")
+        terms = text.split("\n") if text else []
+        self.terms = terms
+        self.vocab = {t: i for i, t in enumerate(terms)}
+        self.indptr = np.load(d / "indptr.npy", mmap_mode="r")
+        self.rows = np.load(d / "rows.npy", mmap_mode="r")
+        self.tf = np.load(d / "tf.npy", mmap_mode="r")
+        self.doclen = np.load(d / "doclen.npy", mmap_mode="r")
+        if len(self.indptr) != len(terms) + 1 or self.indptr[-1] != len(self.rows) != len(self.tf):
+            raise ValueError("bm25 postings disagree with their terms")
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        i = self.vocab.get(term)
+        if i is None:
+            return None
+        a, b = int(self.indptr[i]), int(self.indptr[i + 1])
+        return self.rows[a:b], self.tf[a:b]
+
+    def triples(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """(terms, term id, row, tf) of every posting (merges)."""
+        counts = np.diff(np.asarray(self.indptr))
+        tid = np.repeat(np.arange(len(self.terms), dtype=np.int64), counts)
+        return self.terms, tid, np.asarray(self.rows), np.asarray(self.tf)
+
+
+class CorpusBM25:
+    """The keyword leg as search sees it, over the live chunks of every segment of a commit:
+    `scores(terms)` over all live positions, `idf`, `knows`, `ntotal`."""
+
+    def __init__(self, segments: list[SegmentPostings], live) -> None:
+        self.segments = segments
+        self.live = live                  # rag.index.views.LiveMap
+        self.ntotal = int(live.size)
+        total = 0
+        for seg, rows in zip(segments, live.live_rows):
+            total += int(np.asarray(seg.doclen)[rows].sum()) if len(rows) != len(seg.doclen) \
+                else int(np.asarray(seg.doclen).sum())
+        self.avgdl = total / self.ntotal if self.ntotal else 1.0
+        self._norm: list[np.ndarray | None] = [None] * len(segments)
+
+    def _lengths(self, s: int) -> np.ndarray:
+        """k1 * (1 - b + b * dl / avgdl) per row of segment s (cached: it depends on the commit)."""
+        n = self._norm[s]
+        if n is None:
+            dl = np.asarray(self.segments[s].doclen, dtype=np.float64)
+            n = self._norm[s] = (K1 * (1 - B + B * dl / self.avgdl)).astype(np.float32)
+        return n
+
+    def _live_postings(self, term: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        out = []
+        for s, seg in enumerate(self.segments):
+            p = seg.postings(term) if term else None
+            if p is None or len(p[0]) == 0:
+                continue
+            rows, tf = p
+            pos = self.live.row2pos[s][rows]
+            keep = pos >= 0
+            if not keep.all():
+                rows, tf, pos = rows[keep], tf[keep], pos[keep]
+            if len(pos):
+                out.append((s, np.asarray(rows), np.asarray(tf), pos))
+        return out
+
+    def df(self, term: str) -> int:
+        return sum(len(p[3]) for p in self._live_postings(term))
+
+    def _idf(self, df: int) -> float:
+        return float(np.log(1 + (self.ntotal - df + 0.5) / (df + 0.5)))
+
+    def scores(self, terms: list[str]) -> np.ndarray:
+        out = np.zeros(self.ntotal, dtype=np.float32)
+        for t in dict.fromkeys(terms):
+            parts = self._live_postings(t)
+            df = sum(len(p[3]) for p in parts)
+            if not df:
+                continue
+            idf = self._idf(df)
+            for s, rows, tf, pos in parts:
+                out[pos] += (idf * tf / (tf + self._lengths(s)[rows])).astype(np.float32)
+        return out
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        out = {}
+        for t in terms:
+            df = self.df(t)
+            if df:
+                out[t] = self._idf(df)
+        return out
+
+    def knows(self, term: str) -> bool:
+        return bool(term) and self.df(term) > 0
