@@ -123,10 +123,11 @@ def read_config(path: str | Path) -> AppConfig:
 
 def _build_options() -> set[str]:
     """Keyword options rag.index.build takes (whatever backends it grows: passed through)."""
-    from rag.index import build
+    from rag import index
+    from rag.index import builder
 
     skip = {"corpus", "index_dir", "progress", "log", "rebuild", "settings"}
-    return {n for n, prm in inspect.signature(build).parameters.items()
+    return {n for fn in (index.build, builder.build) for n, prm in inspect.signature(fn).parameters.items()
             if n not in skip and prm.kind in (prm.KEYWORD_ONLY, prm.POSITIONAL_OR_KEYWORD)}
 
 
