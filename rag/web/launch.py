@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default=None,
                    help="rag.toml naming several libraries ([[library]] name, corpus, index); "
                         "each is built or updated at start (overrides --index/--corpus)")
+    from rag.cli.common import add_backend
+
+    add_backend(p)            # --backend milvus --milvus-uri URI ... (docs/scale-out.md)
     return p.parse_args(argv)
 
 
@@ -74,6 +77,9 @@ def guards(demo, temp: TempFolder) -> list:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        from rag.cli.common import use_backend
+
+        use_backend(args)
         index_dir = Path(args.index) if args.index else default_index_dir()
         if args.corpus:
             corpus: Path | None = Path(args.corpus)

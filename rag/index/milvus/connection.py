@@ -108,6 +108,10 @@ def client(target: Target):
         if c is not None:
             return c
         pymilvus = require("pymilvus", "milvus", "the Milvus backend")
+        import logging
+
+        # query_iterator warns on every page that milvus-lite has no MVCC timestamp to give
+        logging.getLogger("pymilvus").setLevel(logging.ERROR)
         if target.lite:
             require("milvus_lite", "milvus", "an embedded Milvus database (*.db)")
             Path(target.uri).parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from rag.index.sparse import Tokenizer
 CHUNK_OUT = ["pos", "text", "record"]
 SPARSE_LIMIT = 16384          # Milvus's largest top-k: beyond it a chunk's keyword score counts as 0
 IN_BATCH = 1024
+FILE_CACHE = 256              # files kept decoded (citation lookup and best-sentence offsets)
 
 
 def snapshot_filter(manifest: dict) -> str:
@@ -80,6 +81,7 @@ class MilvusStore(_Part):
         super().__init__(target, client, manifest)
         self.files_coll = schema.files_name(self.name)
         self.fgens = {s: int(r[2]) for s, r in manifest["milvus"]["ranges"].items()}
+        self._files: dict[str, dict] = {}    # a generation's file rows never change: cache them
 
     def count(self) -> int:
         r = self._call(self.client.query, self.name, filter=self.filter, output_fields=["count(*)"])
@@ -93,6 +95,7 @@ class MilvusStore(_Part):
             rows = self._call(self.client.query, self.name, filter=f"pos in {_ids(part)}",
                               output_fields=CHUNK_OUT, limit=len(part))
             by_pos.update((int(r["pos"]), row_chunk(r)) for r in rows)
+        self._prefetch({c.source for c in by_pos.values()})
         missing = [p for p in pos if p not in by_pos]
         if missing:
             raise BackendError(f"chunk {missing[0]} is no longer in Milvus collection {self.name} "
@@ -125,12 +128,49 @@ class MilvusStore(_Part):
         fgen = self.fgens.get(source)
         if fgen is None:
             return None
+        hit = self._files.get(source)
+        if hit is not None:
+            return hit
+        f = self._fetch_file(source, fgen)
+        if f is not None:
+            if len(self._files) >= FILE_CACHE:
+                self._files.pop(next(iter(self._files)))
+            self._files[source] = f
+        return f
+
+    def _prefetch(self, sources: set[str]) -> None:
+        """Read the files of a page of results in one request (search reads each result's file
+        for its sentence offsets; one request per file cost ~4 ms each in milvus-lite)."""
+        want = sorted(s for s in sources if s not in self._files and s in self.fgens)
+        if len(want) < 2:
+            return
+        rows = self._call(self.client.query, self.files_coll, filter=f"source in {json.dumps(want, ensure_ascii=False)}",
+                          output_fields=["source", "fgen", "part", "data"], limit=16384)
+        parts: dict[str, list] = {}
+        for r in rows:
+            if int(r["fgen"]) == self.fgens.get(r["source"]):
+                parts.setdefault(r["source"], []).append(r)
+        for src, rs in parts.items():
+            if len(self._files) >= FILE_CACHE:
+                self._files.pop(next(iter(self._files)))
+            self._files[src] = json.loads("".join(r["data"] for r in sorted(rs, key=lambda r: r["part"])))
+
+    def _fetch_file(self, source: str, fgen: int) -> dict | None:
         rows = self._call(self.client.query, self.files_coll,
                           filter=f"source == {_q(source)} and fgen == {fgen}",
                           output_fields=["part", "data"], limit=16384)
         if not rows:
             return None
         return json.loads("".join(r["data"] for r in sorted(rows, key=lambda r: r["part"])))
+
+    def all_texts(self) -> dict[str, str]:
+        rows = self.query_all("fgen >= 0", ["source", "fgen", "part", "data"], collection=self.files_coll)
+        parts: dict[str, list] = {}
+        for r in rows:
+            if int(r["fgen"]) == self.fgens.get(r["source"]):
+                parts.setdefault(r["source"], []).append(r)
+        return {s: json.loads("".join(r["data"] for r in sorted(rs, key=lambda r: r["part"])))["text"]
+                for s, rs in parts.items()}
 
     def file_text(self, source: str) -> str | None:
         f = self._file(source)
@@ -216,9 +256,22 @@ class MilvusDense(_Part):
         return np.asarray([got[i] for i in ids], dtype=np.float32)
 
     def scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Exact inner products, computed by Milvus over just these rows (half the time of
+        fetching the vectors in milvus-lite: 6.8 against 12.3 ms for 150 candidates)."""
+        ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return np.zeros(0, dtype=np.float32)
-        return (self.vectors(ids) @ np.asarray(query, dtype=np.float32)).astype(np.float32)
+        q = np.asarray(query, dtype=np.float32)
+        if len(ids) > SPARSE_LIMIT or self.manifest["milvus"].get("ann") != "flat":
+            return (self.vectors(ids) @ q).astype(np.float32)
+        uniq = sorted(set(int(i) for i in ids))
+        res = self._call(self.client.search, self.name, data=[q.tolist()], anns_field="vec",
+                         limit=len(uniq), filter=f"pos in {_ids(uniq)}", search_params=self.params,
+                         output_fields=["pos"])
+        got = {int(h["id"] if "id" in h else h["pos"]): float(h["distance"]) for h in res[0]}
+        if len(got) < len(uniq):
+            return (self.vectors(ids) @ q).astype(np.float32)
+        return np.asarray([got[int(i)] for i in ids], dtype=np.float32)
 
     def search_subset(self, query: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
@@ -274,6 +327,16 @@ class MilvusIndex:
     def size(self) -> int:
         """Positions in use, holes included (score arrays are this long)."""
         return int(self.manifest["milvus"]["next_pos"])
+
+    def cite_postings(self):
+        """Citation-lookup postings, built locally from every file's text read in one paged
+        request (one request per file took ~4 ms each: 5 s for CMRC's 1,104 files)."""
+        try:
+            from rag.index.ngrams import NgramIndex
+        except ImportError:
+            from rag.cite.ngrams import NgramIndex
+        texts = self.store.all_texts()
+        return NgramIndex((src, texts.get(src, "")) for src, _sha, _enc in self.store.files())
 
 
 def open_collection(manifest: dict, where: Path, uri: str | None = None, token: str | None = None):
