@@ -12,7 +12,8 @@ def add(sub) -> None:
     add_corpus(p)
     add_index(p)
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and build anew")
-    p.add_argument("--ann", default="auto", help="auto | flat | hnsw (default: by corpus size)")
+    p.add_argument("--ann", default="auto", help="auto | flat | ivf | hnsw, per segment (default: flat below "
+                   "20,000 chunks, ivf above)")
     p.add_argument("--max-chars", type=int, default=None)
     p.add_argument("--min-chars", type=int, default=None)
     p.add_argument("--reuse-vectors", default=None, metavar="INDEX",
