@@ -248,6 +248,10 @@ class Citer:
             kind = "fuzzy"
         where = home.citation() if home else {}
         where.update(source=source, start=start, end=end, text=text)
+        if home is not None and home.page is not None:    # paged documents: the match's own page and boxes
+            from rag.documents.layout_store import locate as locate_span
+
+            where["page"], where["page_end"], where["boxes"] = locate_span(store, source, start, end)
         if home is None:
             where["section"] = []
         return Match(**where, similarity=round(sim, 4), kind=kind, diff=diff_ops(q, text))
