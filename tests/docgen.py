@@ -197,3 +197,38 @@ def in_order_share(seed: str, got: str) -> float:
 
 def rng(seed: int = 0) -> random.Random:
     return random.Random(seed)
+
+
+# ------------------------------------------------------------------ checks shared by the tests
+
+def excerpt(path: Path, chars: int) -> str:
+    """The first blocks of a seed, about `chars` characters (whole blocks)."""
+    text = path.read_text(encoding="utf-8")
+    cut = text.find("\n\n", chars)
+    return text if cut < 0 else text[:cut + 1]
+
+
+def boxed_text(pdf_path: Path, boxes: list[list[float]]) -> str:
+    """What pypdfium2's `get_text_bounded` finds inside the boxes (shrunk a quarter of the
+    line height vertically so a neighbouring line's loose box does not leak in)."""
+    pages = _textpages(str(pdf_path))
+    out = []
+    for page, x0, y0, x1, y1 in boxes:
+        h = y1 - y0
+        out.append(pages[page - 1].get_text_bounded(x0 - 0.5, y0 + 0.25 * h, x1 + 0.5, y1 - 0.25 * h))
+    return "".join(out)
+
+
+_OPEN: dict = {}
+
+
+def _textpages(path: str) -> list:
+    import os
+
+    import pypdfium2 as pdfium
+
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _OPEN:
+        pdf = pdfium.PdfDocument(path)
+        _OPEN[key] = (pdf, [pdf[i].get_textpage() for i in range(len(pdf))])
+    return _OPEN[key][1]

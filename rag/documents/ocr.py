@@ -115,7 +115,7 @@ def lines_from_tsv(text: str, dpi: int, height_pt: float) -> list[TextLine]:
         size = sorted(g.size for g in gl)[len(gl) // 2]
         for g in gl:            # one line height for all its glyphs: boxes of a line align
             g.y0, g.y1, g.size = min(x.y0 for x in gl), max(x.y1 for x in gl), size
-        out.append(TextLine(gl))
+        out.append(TextLine(gl, ordered=True))
     return out
 
 

@@ -41,16 +41,21 @@ def page_glyphs(page) -> list[Glyph]:
     tp = page.get_textpage()
     try:
         out = []
+        space = False
         for i in range(tp.count_chars()):
             code = raw.FPDFText_GetUnicode(tp.raw, i)
             if not code or raw.FPDFText_IsGenerated(tp.raw, i) == 1:
                 continue
             ch = chr(code)
-            if ch.isspace() or 0xD800 <= code <= 0xDFFF or code == 0xFFFE:
+            if ch.isspace():
+                space = ch in " \u3000\u00a0"
+                continue
+            if 0xD800 <= code <= 0xDFFF or code == 0xFFFE:
                 continue
             x0, y0, x1, y1 = tp.get_charbox(i, loose=True)
             size = raw.FPDFText_GetFontSize(tp.raw, i) or (y1 - y0)
-            out.append(Glyph(ch, x0, y0, x1, y1, size))
+            out.append(Glyph(ch, x0, y0, x1, y1, size, space and bool(out)))
+            space = False
         return out
     finally:
         tp.close()

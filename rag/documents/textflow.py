@@ -6,8 +6,9 @@ module does:
 - lines: glyphs in content order, a new line where the baseline moves, x runs backwards or
   a gap wider than 1.5 em opens (a column gutter); glyphs sorted by x within a line, so
   quote marks a PDF stores out of order come back in reading order;
-- spaces: dropped and rebuilt from gaps, never between two CJK characters, one between
-  Latin words (gap > 0.2 em);
+- spaces: one where the PDF has a space character (titles such as "尽职履责护稳定 喜迎党的
+  二十大" keep theirs) or, between Latin words, a gap > 0.2 em; never from a gap between
+  two CJK characters (justified Chinese text);
 - columns: gutters found per page as x ranges in the middle 30–70% that no narrow line
   crosses; reading order is band by band (a full-width line ends a band), column by column;
 - running headers and footers: lines in the top/bottom 9% band whose text, digits masked,
@@ -38,16 +39,19 @@ class Glyph:
     x1: float
     y1: float
     size: float
+    space: bool = False         # a space character (not one the reader generated) stood before it
 
 
 @dataclass
 class TextLine:
     glyphs: list[Glyph]
+    ordered: bool = False       # glyphs already in reading order (OCR): keep it
     text: str = ""
     xs: list[float | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.glyphs.sort(key=lambda g: g.x0)
+        if not self.ordered:
+            self.glyphs.sort(key=lambda g: g.x0)
         self.x0 = min(g.x0 for g in self.glyphs)
         self.x1 = max(g.x1 for g in self.glyphs)
         self.y0 = min(g.y0 for g in self.glyphs)
@@ -57,8 +61,8 @@ class TextLine:
         xs: list[float | None] = []
         prev = None
         for g in self.glyphs:
-            if prev is not None and g.x0 - prev.x1 > 0.2 * self.size \
-                    and not (_cjkish(prev.ch[-1]) and _cjkish(g.ch[0])):
+            if prev is not None and (g.space or g.x0 - prev.x1 > 0.2 * self.size
+                                     and not (_cjkish(prev.ch[-1]) and _cjkish(g.ch[0]))):
                 chars.append(" ")
                 xs += [None, None]
             for c in g.ch:
@@ -267,7 +271,8 @@ def flow(pages: list[Page]) -> tuple[str, Layout]:
                 sep = _separator(prev[1], ln, ctx)
                 parts.append(sep)
                 pos += len(sep)
-            lines.append(LineBoxes(pos, i + 1, ln.y0, ln.y1, ln.xs))
+            lines.append(LineBoxes(pos, i + 1, round(ln.y0, 1), round(ln.y1, 1),
+                                   [None if x is None else round(x, 1) for x in ln.xs]))
             parts.append(ln.text)
             pos += len(ln.text)
             prev = (c, ln)
