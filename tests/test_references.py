@@ -101,3 +101,16 @@ def test_ris_record_fields():
     assert "N1  - a.txt，第3段，字符 5–9；“原文 一句”" in lines      # one line per tag
     assert not any(line.startswith("VL") for line in lines)          # unknown: left out
     assert ris_record(Work(title="T")).splitlines()[0] == "TY  - GEN"
+
+
+def test_rag_batch_format_ris(cli, seed_index, tmp_path: Path):
+    qs = tmp_path / "q.txt"
+    qs.write_text("四川公安的五大行动\n枫桥经验\n", encoding="utf-8")
+    out = tmp_path / "refs.ris"
+    proc = cli("batch", str(qs), "--index", str(seed_index), "-k", "2", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text(encoding="utf-8")
+    assert text.count("TY  - ") == 4 and text.count("ER  - ") == 4
+    assert "AU  - " in text and "字符 " in text
+    bad = cli("batch", str(qs), "--index", str(seed_index), "--format", "csv", "-o", str(tmp_path / "x.ris"))
+    assert bad.returncode == 2 and "csv" in bad.stderr and "Traceback" not in bad.stderr
