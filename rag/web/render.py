@@ -14,6 +14,8 @@ import html
 import re
 from typing import Iterable, Mapping, Sequence
 
+from rag.web.pages import figure_html
+
 _EXTRA = str.maketrans({"$": "&#36;", "{": "&#123;", "}": "&#125;", "`": "&#96;"})
 
 
@@ -43,6 +45,9 @@ def citation_text(r: Mapping) -> str:
     where = section_path(r.get("section"))
     if where:
         parts.append(where)
+    if r.get("page"):
+        pe = r.get("page_end") or r["page"]
+        parts.append(f"第{r['page']}页" if pe == r["page"] else f"第{r['page']}–{pe}页")
     if r.get("paragraph"):
         parts.append(f"第{r['paragraph']}段")
     parts.append(f"{r['source']} [{r['start']}:{r['end']}]")
@@ -173,6 +178,7 @@ def result_card(r: Mapping, context: tuple[Sequence[Mapping], Sequence[Mapping]]
         parts.append(f'<div class="rag-section">{esc(where)}</div>')
     passage = highlight(r.get("text", ""), r.get("matched") or [], best)
     parts.append(f'<div class="rag-passage">{passage}</div>')
+    parts.append(figure_html(r))
     parts.append(
         '<div class="rag-cite"><span class="rag-cite-label">出处</span>'
         f'<span class="rag-cite-text">{esc(r["source"])} · 《{esc(r.get("title") or "无题")}》'
@@ -252,7 +258,7 @@ def match_card(i: int, m: Mapping) -> str:
              f'<div class="rag-cite rag-loc"><span class="rag-cite-label">位置</span>'
              f'<span class="rag-cite-text">{loc}</span>{copy_button(cite)}</div>',
              '<div class="rag-orig-label">原文 original</div>',
-             f'<div class="rag-passage">{esc(m.get("text", ""))}</div>']
+             f'<div class="rag-passage">{esc(m.get("text", ""))}</div>', figure_html(m)]
     ops = m.get("diff") or []
     if ops:
         parts.append('<div class="rag-orig-label">引文与原文对照 diff '

@@ -47,6 +47,7 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
         filters = " · ".join(x for x in (source, article and f"《{article}》") if x)
         if several:
             filters = " · ".join(x for x in ("文库 " + "、".join(ms_.generations), filters) if x)
+        _page_images(results)
         return ui.results_html(q, results, ctx, ms, " · ".join(ms_.generations.values()), filters)
 
     def ui_cite(quote, k, request: gr.Request):
@@ -58,7 +59,14 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
             d, ms = libs.cite(quote, int(k or 3), client=client_id(request))
         except Exception as e:  # noqa: BLE001
             return _failure(e)
+        _page_images(d.get("matches") or [])
         return ui.cite_html(d, ms)
+
+    def _page_images(items):
+        """PDF records: the page band with the cited characters highlighted (rag.web.pages)."""
+        from rag.web.pages import attach
+
+        attach(items, [lib_svc(n).corpus for n in names] + [svc.corpus])
 
     def search(query: str, k: int = 5, source: str = "", article: str = "",
                library: list[str] | str | None = None, request: gr.Request = None) -> dict:
