@@ -6,9 +6,9 @@ as the local index; rows into Milvus; the local manifest is the commit point.
   switch); the previous collection stays for readers of the previous generation and is
   dropped by the next full build.
 - Update by file: rows of added and changed files are inserted at fresh positions; the
-  rows they replace (and those of removed files) are retired in the new manifest and
-  deleted by the update after that, so readers of the current generation never miss a
-  row. A killed build leaves rows above the committed `next_pos` (invisible to readers);
+  rows they replace (and those of removed files) are retired in the new manifest (hidden
+  from it) and deleted by the first update at least RETIRE_GRACE_S later, so a request
+  begun on the previous generation never misses a row. A killed build leaves rows above the committed `next_pos` (invisible to readers);
   the next build deletes them first.
 - Writes are serialised and counted: after inserting, the rows of the new position range
   are counted and missing ones inserted again (milvus-lite lost confirmed rows under
@@ -40,6 +40,9 @@ from rag.index.sparse import Tokenizer, quoted_terms
 
 INSERT_BATCH = 256
 SAMPLE = 32                       # vectors whose checksums `rag check` compares
+# rows an update replaced stay (hidden from the new generation) until an update at least
+# this long after: a request begun on the old generation finishes before they go
+RETIRE_GRACE_S = 60.0
 CRASH_POINTS = ("milvus-mid-insert", "milvus-after-insert", "milvus-after-commit")
 
 
@@ -378,10 +381,18 @@ def _update(target, client, index_dir, corpus, docs, emb, settings, gen_no, old,
     # 1. what killed builds left, and what the previous update retired
     w.delete(f"pos >= {int(m['next_pos'])}")
     w.delete(f"fgen > {state.generation_number(old['generation'])}", coll=w.files)
-    for a, b in m.get("retired", []):
-        w.delete(f"pos >= {int(a)} and pos < {int(b)}")
-    for source, fgen in m.get("retired_files", []):
-        w.delete(f"source == {_q(source)} and fgen == {int(fgen)}", coll=w.files)
+    now = time.time()
+    still, still_files = [], []
+    for a, b, *at in m.get("retired", []):
+        if now - (at[0] if at else 0) >= RETIRE_GRACE_S:
+            w.delete(f"pos >= {int(a)} and pos < {int(b)}")
+        else:
+            still.append([a, b, *at])
+    for source, fgen, *at in m.get("retired_files", []):
+        if now - (at[0] if at else 0) >= RETIRE_GRACE_S:
+            w.delete(f"source == {_q(source)} and fgen == {int(fgen)}", coll=w.files)
+        else:
+            still_files.append([source, fgen, *at])
     # 2. the rows being replaced: their tokens leave the statistics, their vectors may be reused
     gone = report.changed + report.removed
     stats = Stats.from_json(state.read_side(index_dir, old, "terms.json"))
@@ -423,9 +434,10 @@ def _update(target, client, index_dir, corpus, docs, emb, settings, gen_no, old,
         n = per_file.get(d.source, 0)
         ranges[d.source] = [at, at + n, gen_no]
         at += n
-    retired = _merge([m["ranges"][s][:2] for s in gone])
-    retired_files = [[s, int(m["ranges"][s][2])] for s in gone]
-    sample = {p: v for p, v in m.get("sample", {}).items() if not any(a <= int(p) < b for a, b in retired)}
+    retired = still + [[a, b, now] for a, b in _merge([m["ranges"][s][:2] for s in gone])]
+    retired_files = still_files + [[s, int(m["ranges"][s][2]), now] for s in gone]
+    sample = {p: v for p, v in m.get("sample", {}).items()
+              if not any(a <= int(p) < b for a, b, *_ in retired)}
     manifest = _manifest(corpus, docs, emb, old["embedder"]["spec"], settings, gen_no, target, name, m["ann"],
                          at, ranges, retired, retired_files, stats, words, _sample(rows, sample))
     live = w.count(snapshot_filter(manifest))

@@ -11,13 +11,14 @@ from two threads and checks counts after every write.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag import settings
-from rag.errors import BackendError, require
+from rag.errors import BackendError, RagError, require
 
 DEFAULT_COLLECTION = "rag"
 CONNECT_TIMEOUT_S = 10.0
@@ -108,12 +109,13 @@ def client(target: Target):
         if c is not None:
             return c
         pymilvus = require("pymilvus", "milvus", "the Milvus backend")
-        import logging
-
         # query_iterator warns on every page that milvus-lite has no MVCC timestamp to give
         logging.getLogger("pymilvus").setLevel(logging.ERROR)
         if target.lite:
             require("milvus_lite", "milvus", "an embedded Milvus database (*.db)")
+            # the in-process server logs a traceback for each RPC it lacks (query_iterator asks
+            # for a timestamp first, then carries on without): not the user's business
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
             Path(target.uri).parent.mkdir(parents=True, exist_ok=True)
         try:
             c = pymilvus.MilvusClient(uri=target.uri, token=target.token, timeout=CONNECT_TIMEOUT_S)
@@ -128,7 +130,7 @@ def call(target: Target, fn, *args, **kwargs):
     """Run a client call; a driver failure becomes one BackendError line."""
     try:
         return fn(*args, **kwargs)
-    except BackendError:
+    except RagError:
         raise
     except Exception as e:  # noqa: BLE001
         raise _error(target, e) from None

@@ -2,9 +2,10 @@
 contract"), answered from the collection.
 
 A loaded index is a snapshot of one generation: every request carries the generation's
-filter (`pos < next_pos`, minus the position ranges that generation retired), so rows an
-update is inserting, or rows it replaced, never show; the replaced rows are deleted only
-by the update after next, when no reader of this generation should remain. A position is
+filter (`pos < next_pos`, minus the position ranges retired so far), so rows an update is
+inserting, or rows it replaced, never show; replaced rows are deleted by a later update,
+at least a minute after they were retired (builder.RETIRE_GRACE_S), when no request begun
+on an older generation remains. A position is
 a chunk's primary key; positions of deleted chunks are holes (`size` counts them, they
 score zero and are never candidates) until a full rebuild renumbers.
 """
@@ -32,7 +33,7 @@ FILE_CACHE = 256              # files kept decoded (citation lookup and best-sen
 def snapshot_filter(manifest: dict) -> str:
     m = manifest["milvus"]
     expr = f"pos < {int(m['next_pos'])}"
-    for a, b in m.get("retired", []):
+    for a, b, *_at in m.get("retired", []):
         expr += f" and (pos < {int(a)} or pos >= {int(b)})"
     return expr
 
