@@ -142,7 +142,8 @@ def test_folder_with_only_binaries_is_an_error(tmp_path, capsys):
     with pytest.raises(RagError) as e:
         load_corpus(tmp_path)
     assert "\n" not in str(e.value)
-    assert len(_warning_lines(capsys.readouterr().err)) == 2   # the .pdf is not even looked at
+    warnings = _warning_lines(capsys.readouterr().err)
+    assert len(warnings) == 3 and "z.pdf: not a readable PDF" in warnings[2]   # PDFs are read now (issue 12)
 
 
 def test_missing_corpus_is_an_error(tmp_path):
@@ -182,7 +183,7 @@ def test_only_txt_and_md_are_read(tmp_path, capsys):
     (tmp_path / "a.txt").write_text("甲。\n", encoding="utf-8")
     (tmp_path / "b.md").write_text("乙。\n", encoding="utf-8")
     (tmp_path / "C.TXT").write_text("丙。\n", encoding="utf-8")
-    for other in ("c.csv", "d.json", "e.html", "f.py", "g.txt.bak", "h"):
+    for other in ("c.csv", "d.json", "e.xml", "f.py", "g.txt.bak", "h"):   # (.html is a format since issue 12)
         (tmp_path / other).write_text("不应读取。\n", encoding="utf-8")
     docs = load_corpus(tmp_path)
     assert sorted(d.source for d in docs) == ["C.TXT", "a.txt", "b.md"]

@@ -104,15 +104,19 @@ def read_pages(data: bytes, label: str = "") -> tuple[list[Page], dict]:
                 pages[i] = Page(w, h, lines, "ocr")
         meta = {k.lower(): v for k, v in (pdf.get_metadata_dict() or {}).items()
                 if k in ("Title", "Author", "Subject") and v}
-    except SkipDocument:
-        raise
-    except Exception as e:   # pdfium errors on damaged page trees, truncated streams …
+    except pdfium_error() as e:   # pdfium errors on damaged page trees, truncated streams …
         raise SkipDocument(f"damaged PDF ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})") from None
     finally:
         pdf.close()
     if not any(p.lines for p in pages):
         raise SkipDocument("no text layer and no readable image (nothing to index)")
     return pages, meta
+
+
+def pdfium_error() -> type[Exception]:
+    import pypdfium2 as pdfium
+
+    return pdfium.PdfiumError
 
 
 def _same_dpi(scans) -> bool:
