@@ -7,8 +7,9 @@ module does:
   a gap wider than 1.5 em opens (a column gutter); glyphs sorted by x within a line, so
   quote marks a PDF stores out of order come back in reading order;
 - spaces: one where the PDF has a space character (titles such as "尽职履责护稳定 喜迎党的
-  二十大" keep theirs) or, between Latin words, a gap > 0.2 em; never from a gap between
-  two CJK characters (justified Chinese text);
+  二十大" keep theirs) or, between Latin words, a gap > 0.2 em; between two CJK
+  characters only a gap > 0.6 em (a title's space in a scan: justified Chinese text
+  spaces its characters far less);
 - columns: gutters found per page as x ranges in the middle 30–70% that no narrow line
   crosses; reading order is band by band (a full-width line ends a band), column by column;
 - running headers and footers: lines in the top/bottom 9% band whose text, digits masked,
@@ -28,6 +29,7 @@ from statistics import median
 from rag.documents.layout import Layout, LineBoxes
 
 PAGE_SEP = "\n\f\n"
+WIDE_GAP = 0.6      # em: a gap this wide is a space even between CJK characters (OCR'd titles)
 BAND = 0.09
 
 
@@ -61,7 +63,8 @@ class TextLine:
         xs: list[float | None] = []
         prev = None
         for g in self.glyphs:
-            if prev is not None and (g.space or g.x0 - prev.x1 > 0.2 * self.size
+            gap = g.x0 - prev.x1 if prev is not None else 0.0
+            if prev is not None and (g.space or gap > WIDE_GAP * self.size or gap > 0.2 * self.size
                                      and not (_cjkish(prev.ch[-1]) and _cjkish(g.ch[0]))):
                 chars.append(" ")
                 xs += [None, None]
