@@ -141,7 +141,7 @@ def _entry(p: Path) -> Entry | None:
         st = p.lstat()
         if not p.is_dir() or p.is_symlink():
             return Entry(p, st.st_size, st.st_mtime)
-        size, newest = 0, st.st_mtime
+        size, newest = 0, None                 # age of a folder: its newest file's
         for dirpath, _dirs, files in os.walk(p):
             for f in files:
                 try:
@@ -149,8 +149,8 @@ def _entry(p: Path) -> Entry | None:
                 except OSError:
                     continue
                 size += fs.st_size
-                newest = max(newest, fs.st_mtime)
-        return Entry(p, size, newest)
+                newest = fs.st_mtime if newest is None else max(newest, fs.st_mtime)
+        return Entry(p, size, st.st_mtime if newest is None else newest)
     except OSError:
         return None
 

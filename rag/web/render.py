@@ -315,7 +315,7 @@ def _count(value: object) -> int:
 
 
 def library_html(articles: Sequence[Mapping], files: Sequence[Sequence], manifest: Mapping | None,
-                 corpus: str = "") -> str:
+                 corpus: str = "", pending: Sequence[str] = ()) -> str:
     """The Library tab: the manifest's facts, then each file's articles. Every value from the
     manifest, the store or the corpus path goes through `esc` (issue 16, finding 6: the
     embedder spec was printed raw and an `<img onerror>` in it ran in Chromium)."""
@@ -336,6 +336,13 @@ def library_html(articles: Sequence[Mapping], files: Sequence[Sequence], manifes
     ]
     rows = "".join(f'<tr><th>{esc(k)}</th><td>{v}</td></tr>' for k, v in info)
     out = [f'<table class="rag-info">{rows}</table>']
+    if pending:
+        items = "".join(f"<li>{esc(s)}</li>" for s in pending[:200])
+        more = f"<li>…另有 {len(pending) - 200} 个</li>" if len(pending) > 200 else ""
+        out.append('<details class="rag-file rag-pending" open><summary><span class="rag-file-name">'
+                   f'文库中尚未索引的文件 not yet indexed</span> <span class="rag-dim">{len(pending)} 个 · '
+                   '另一个构建结束后或点击“重新扫描文库”即会索引；无法读取的文件也列在此处</span></summary>'
+                   f'<ul>{items}{more}</ul></details>')
     by_file: dict[str, list[Mapping]] = {}
     for a in articles:
         by_file.setdefault(a["source"], []).append(a)

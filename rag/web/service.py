@@ -14,7 +14,7 @@ from typing import Callable
 
 from rag.batchio import Writer, answer, read_items
 from rag.chunks import ChunkSettings
-from rag.documents import decode
+from rag.documents import decode, iter_paths, relative_source
 from rag.errors import IndexBusy, Overloaded, RagError
 from rag.index import build, read_manifest
 from rag.search import check_k, clean_query
@@ -176,6 +176,18 @@ class Service:
         snap = self.live.reload()
         return report.summary() + f" · 当前 {snap.generation}"
 
+    def pending_files(self) -> list[str]:
+        """Corpus files the served index does not hold (added during another build, by hand,
+        or unreadable): the Library tab lists them, and they can be removed (rag.web.adding)."""
+        if self.corpus is None or not self.corpus.is_dir():
+            return []
+        try:
+            indexed = {s for s, _sha, _enc in self.live.get().index.store.files()}
+        except RagError:
+            indexed = set()
+        return [s for s in (relative_source(self.corpus, p) for p in iter_paths(self.corpus))
+                if s not in indexed]
+
     def add_documents(self, paths: list[str], log: Callable[[str], None]) -> list[str]:
         """Copy uploaded files into the corpus (validated, safe names); returns the names added."""
         if self.corpus is None:
@@ -210,7 +222,7 @@ class Service:
         """Move documents out of the corpus into <corpus>/.trash/ (recoverable; ignored by builds)."""
         if self.corpus is None:
             raise RagError("未指定文库目录（--corpus），不能移除文档")
-        known = {s for s, _sha, _enc in self.live.get().index.store.files()}
+        known = {s for s, _sha, _enc in self.live.get().index.store.files()} | set(self.pending_files())
         root = self.corpus.resolve()
         wanted = [s for s in sources if s]
         if wanted and len(known - set(wanted)) == 0:

@@ -6,6 +6,7 @@ import gradio as gr
 
 from rag.errors import RagError
 from rag.web import render as ui
+from rag.web.adding import add_and_index
 from rag.web.fairness import WORKERS as SEARCH_WORKERS, client_id
 from rag.web.libraries import LibrariesIncompatible, LibrarySet, libraries_for
 from rag.web.messages import failure_html as _failure, unexpected as _unexpected, zh_message
@@ -146,13 +147,18 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
                 + ("各文库使用不同的嵌入模型，不同模型的文库不能一起检索：" + "；".join("、".join(g) for g in groups)
                    if len(groups) > 1 else "所有文库使用同一嵌入模型，可以一起检索。"), "info")
         return note + ui.library_html(snap.index.store.articles(), snap.index.store.files(), snap.manifest,
-                                      str(one.corpus.resolve()) if one.corpus else "")
+                                      str(one.corpus.resolve()) if one.corpus else "",
+                                      pending=one.pending_files())
+
+    def removable(one) -> list[tuple[str, str]]:
+        """Indexed files, then files in the corpus not yet indexed (they can be removed too)."""
+        return one.file_choices()[1:] + [(f"{s}（未索引 not indexed）", s) for s in one.pending_files()]
 
     def refresh(name=None):
         """Filters, removal list, library view and header, from the index now being served."""
         files = svc.file_choices()
         return (gr.update(choices=files), gr.update(choices=svc.article_choices()),
-                gr.update(choices=lib_svc(name or names[0]).file_choices()[1:], value=[]),
+                gr.update(choices=removable(lib_svc(name or names[0])), value=[]),
                 library_view(name), header_status())
 
     def on_file(source):
@@ -187,10 +193,14 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
         paths = files if isinstance(files, list) else [files]
 
         def change(lines):
-            added = lib_svc(name or names[0]).add_documents(paths, lines.append)
-            if not added:
-                lines.append("没有添加任何文件。")
-            return bool(added)
+            def log(m: str) -> None:
+                lines.append(m)
+                progress(None, desc=m)
+
+            # indexed, or not copied at all; queued while another build runs (rag.web.adding)
+            added, summary = add_and_index(lib_svc(name or names[0]), paths, log)
+            lines.append("✓ " + summary if added else "没有添加任何文件。")
+            return False                       # already indexed
 
         return library_change(change, progress, name=name)
 
