@@ -187,3 +187,16 @@ def test_writes_need_the_token_and_change_nothing_without(api):
     names = [d["source"] for d in api.get("/libraries/山区/documents").json()["documents"]]
     assert names == ["a.txt", "e.md"]
     assert api.delete("/libraries/山区/documents/none.txt", headers=AUTH).status_code == 404
+
+
+def test_gradio_named_endpoints_serve_every_library(api):
+    from gradio_client import Client
+
+    c = Client(str(api.base_url).split("api/v1")[0], verbose=False)
+    out = c.predict("骑马巡逻的山区民警", api_name="/search")
+    assert out["results"][0]["library"] == "山区" and out["results"][0]["reference"]
+    assert set(out["generations"]) == {"公安期刊", "山区"}
+    only = c.predict("骑马巡逻的山区民警", 3, "", "", ["公安期刊"], api_name="/search")
+    assert {r["library"] for r in only["results"]} == {"公安期刊"}
+    d = c.predict("民警骑马翻山越岭巡逻到偏远村寨", api_name="/cite")
+    assert d["matches"][0]["library"] == "山区"

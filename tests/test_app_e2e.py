@@ -27,7 +27,8 @@ QUOTE = ("树牢“群众过节、公安过关”工作理念，以高速公路�
 # the citation record's fields plus how the passage ranked
 RESULT_FIELDS = {"rank", "score", "source", "start", "end", "text", "title", "author", "section",
                  "paragraph", "affiliation", "article", "page", "page_end", "boxes", "block",
-                 "id", "matched", "best_sentence", "scores"}
+                 "id", "matched", "best_sentence", "scores",
+                 "library", "reference"}      # which library, and its GB/T 7714 reference (issue 15)
 HAS_CITE = importlib.util.find_spec("rag.cite") is not None
 needs_cite = pytest.mark.skipif(not HAS_CITE, reason="rag/cite.py (citation lookup) is not in this tree yet")
 

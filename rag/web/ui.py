@@ -33,8 +33,27 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
     def lib_svc(name):
         return libs.get(name).service if name in names else svc
 
+    # The libraries a page session picked, by session: the named endpoints keep their
+    # parameters (a script gets every library for search and batch, the first to manage).
+    from collections import OrderedDict
+
+    picks: OrderedDict = OrderedDict()
+
+    def remember(what):
+        def store(value, request: gr.Request = None):
+            key = (what, getattr(request, "session_hash", None) or "")
+            picks[key] = value
+            picks.move_to_end(key)
+            while len(picks) > 10_000:
+                picks.popitem(last=False)
+        return store
+
+    def picked(request, what):
+        return picks.get((what, getattr(request, "session_hash", None) or ""))
+
     # ---- search and cite: page handlers (HTML) and API functions (JSON) share svc calls
-    def ui_search(query, k, source, article, chosen=None, request: gr.Request = None):
+    def ui_search(query, k, source, article, request: gr.Request = None):
+        chosen = picked(request, "search")
         if not isinstance(query, str) or not query.strip():
             return ui.message_html("请输入要检索的问题。", "warn", "Please type a question.")
         try:
@@ -95,7 +114,8 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
         return d
 
     # ---- batch
-    def ui_batch(file, k=10, chosen=None, progress=gr.Progress()):
+    def ui_batch(file, k=10, progress=gr.Progress(), request: gr.Request = None):
+        chosen = picked(request, "batch")
         if not file:
             return ui.message_html("请先上传问题文件（.txt / .csv / .jsonl）。", "warn"), None, None
         try:
@@ -187,7 +207,8 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
                 lines.append(f"内部错误 internal error ({type(e).__name__})")
         return (ui.log_html(lines, kind), *refresh(name), None)
 
-    def ui_add(files, name=None, progress=gr.Progress()):
+    def ui_add(files, progress=gr.Progress(), request: gr.Request = None):
+        name = picked(request, "library")
         if not files:
             return (ui.message_html("请先选择要添加的 .txt / .md 文件。", "warn"), *refresh(), None)
         paths = files if isinstance(files, list) else [files]
@@ -204,7 +225,8 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
 
         return library_change(change, progress, name=name)
 
-    def ui_remove(sources, confirm, name=None, progress=gr.Progress()):
+    def ui_remove(sources, confirm, progress=gr.Progress(), request: gr.Request = None):
+        name = picked(request, "library")
         if not sources:
             return (ui.message_html("请先选择要移除的文档。", "warn"), *refresh(), None)
         if not confirm:
@@ -213,7 +235,8 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
                                                                                           lines.append)),
                               progress, name=name)
 
-    def ui_rescan(name=None, progress=gr.Progress()):
+    def ui_rescan(progress=gr.Progress(), request: gr.Request = None):
+        name = picked(request, "library")
         return library_change(lambda lines: True, progress, ["重新扫描文库目录…"], name=name)
 
     # ---- layout
@@ -245,7 +268,8 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
                     "每条都附出处，可展开查看原文上下文。", "info"), elem_id="rag-results")
                 # The page's handler is also callable as /search_html (undocumented): the
                 # rendered cards, as the browser gets them; /search is the JSON API.
-                ev = dict(fn=ui_search, inputs=[q, k, file_dd, art_dd, lib_pick], outputs=out, show_progress="minimal",
+                lib_pick.change(remember("search"), lib_pick, None, queue=False, api_visibility="private")
+                ev = dict(fn=ui_search, inputs=[q, k, file_dd, art_dd], outputs=out, show_progress="minimal",
                           concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
                 q.submit(**ev, api_name="search_html", api_visibility="undocumented")
                 go.click(**ev, api_visibility="private")
@@ -288,7 +312,8 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
                         bris_go = gr.Button("导出 RIS（NoteExpress / EndNote / Zotero）")
                         bris = gr.File(label="参考文献 RIS", interactive=False, height=90)
                 # one batch at a time, in its own concurrency group: searches stay responsive
-                bgo.click(ui_batch, [bfile, bk, blibs], [bstatus, bjsonl, bcsv], api_name="batch",
+                blibs.change(remember("batch"), blibs, None, queue=False, api_visibility="private")
+                bgo.click(ui_batch, [bfile, bk], [bstatus, bjsonl, bcsv], api_name="batch",
                           concurrency_limit=1, concurrency_id="batch")
                 bris_go.click(ui_ris, bjsonl, bris, api_visibility="private", concurrency_limit=1,
                               concurrency_id="batch")
@@ -317,11 +342,15 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
                 outs = [lib_log, file_dd, art_dd, rm_dd, lib, status, up]
                 # re-indexing: one at a time, in its own group (searches go on meanwhile)
                 common = dict(concurrency_limit=1, concurrency_id="reindex", api_visibility="undocumented")
-                add_go.click(ui_add, [up, lib_dd], outs, api_name="library_add", **common)
-                rm_go.click(ui_remove, [rm_dd, rm_ok, lib_dd], outs, api_name="library_remove", **common)
-                rescan.click(ui_rescan, lib_dd, outs, api_name="library_rescan", **common)
-                lib_dd.change(lambda n: refresh(n)[2:4], lib_dd, [rm_dd, lib], queue=False,
-                              api_visibility="private")
+                add_go.click(ui_add, up, outs, api_name="library_add", **common)
+                rm_go.click(ui_remove, [rm_dd, rm_ok], outs, api_name="library_remove", **common)
+                rescan.click(ui_rescan, None, outs, api_name="library_rescan", **common)
+
+                def on_library(n, request: gr.Request = None):
+                    remember("library")(n, request)
+                    return refresh(n)[2:4]
+
+                lib_dd.change(on_library, lib_dd, [rm_dd, lib], queue=False, api_visibility="private")
 
         gr.api(search, api_name="search", concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
         gr.api(cite, api_name="cite", concurrency_limit=SEARCH_WORKERS, concurrency_id="search")
