@@ -390,6 +390,8 @@ def _damage(name: str, how: str):
         from rag.index import read_current
 
         p = index / read_current(index) / name
+        if not p.exists():          # a segment's file (rag.index.segment), not the commit's
+            p = next((index / "segments").glob(f"*/{name}"))
         data = bytearray(p.read_bytes())
         if how == "truncate":
             data = data[:len(data) // 2]
