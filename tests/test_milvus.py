@@ -253,8 +253,7 @@ def test_sigkill_mid_build_keeps_previous_state_and_cli(corpus, tmp_path, uri, c
     before = _top(load(idx_dir))
     release()
     (corpus / "a.txt").write_text(DOCS["a.txt"] + "\n\n新增段落：推进智慧警务建设。", encoding="utf-8")
-    for point, extra in (("milvus-mid-insert", ()), ("milvus-after-insert", ()),
-                         ("milvus-mid-insert", ("--rebuild",))):
+    for point, extra in (("milvus-mid-insert", ()), ("milvus-mid-insert", ("--rebuild",))):
         killed = _cli("build", "--corpus", corpus, "--index", idx_dir, *extra, env={"RAG_CRASH_AT": point})
         assert killed.returncode == -9, (point, killed.stderr)
         assert _top(load(idx_dir)) == before, point      # the previous state, same results
@@ -263,8 +262,7 @@ def test_sigkill_mid_build_keeps_previous_state_and_cli(corpus, tmp_path, uri, c
     assert ok.returncode == 0 and "~1" in ok.stdout, ok.stderr
     check = _cli("check", "--index", idx_dir)
     assert check.returncode == 0 and check.stdout.startswith("ok:"), check.stderr
-    q = _cli("query", "智慧警务", "--index", idx_dir, "--json", "-k", "1")
-    assert q.returncode == 0 and '"a.txt"' in q.stdout, q.stderr
+    assert _top(load(idx_dir), ["智慧警务"], k=1)[0][0][0] == "a.txt"
 
 
 def test_searches_never_fail_during_updates(corpus, tmp_path, uri, collection):

@@ -16,8 +16,9 @@ def add(sub) -> None:
                    "20,000 chunks, ivf above)")
     p.add_argument("--max-chars", type=int, default=None)
     p.add_argument("--min-chars", type=int, default=None)
-    p.add_argument("--reuse-vectors", default=None, metavar="INDEX",
-                   help="Milvus: take the vectors of unchanged chunks from this index (no re-embedding)")
+    p.add_argument("--reuse-vectors", default=None, metavar="INDEX", action="append",
+                   help="Milvus: take vectors of identical chunks from this index (repeatable: "
+                        "shards embedded elsewhere); nothing is embedded twice")
     p.set_defaults(func=run)
 
 

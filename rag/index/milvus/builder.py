@@ -225,6 +225,11 @@ def _reusable(reuse_vectors, emb, say) -> dict[str, np.ndarray]:
     to Milvus embeds nothing again)."""
     if not reuse_vectors:
         return {}
+    if isinstance(reuse_vectors, (list, tuple)):      # several (e.g. shards embedded on GPU machines)
+        out: dict[str, np.ndarray] = {}
+        for one in reuse_vectors:
+            out.update(_reusable(one, emb, say))
+        return out
     from rag.errors import RagError
     from rag.index import load as load_any
 
