@@ -71,6 +71,9 @@ def test_openapi_and_docs(api):
     assert set(spec["paths"]["/search"]) == {"get", "post"}
     page = api.get("/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
+    assert "cdn" not in page.text.lower()                  # works offline: assets served locally
+    js = api.get("/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
 
 
 def test_search_get_and_post_one_ranking(api):

@@ -57,11 +57,35 @@ class CiteBody(BaseModel):
     k: int = Field(3, description="related passages when the quote is not found, 1-10")
 
 
+def _offline_docs(api: FastAPI) -> None:
+    """The interactive docs page (Swagger UI) with its scripts served from the
+    `swagger-ui-bundle` package: FastAPI's default loads them from a CDN, which left the
+    page blank on machines without internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.requests import Request
+    from starlette.staticfiles import StaticFiles
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:             # the page is optional: openapi.json stays available
+        return
+    api.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="rag REST API",
+                                   swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/docs-assets/favicon-32x32.png")
+
+
 def create_api(libs: LibrarySet, token: str = "", protect_reads: bool = False) -> FastAPI:
     api = FastAPI(title="rag REST API", version="1",
                   description="检索 search, 引文溯源 citation lookup, 批量 batch and 文库 libraries. "
                               "Writes need `Authorization: Bearer <RAG_API_TOKEN>`.",
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+                  openapi_url="/openapi.json", docs_url=None, redoc_url=None)
+    _offline_docs(api)
 
     # ---- errors: JSON, never HTML or a traceback
     @api.exception_handler(RagError)
