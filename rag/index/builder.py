@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from rag import settings as settings_mod
-from rag.chunks import ChunkSettings, chunk_document, embed_text
+from rag.chunks import ChunkSettings, embed_text
 from rag.embed import DEFAULT_EMBEDDER, Embedder, get_embedder, same_vectors
 from rag.errors import CorpusError, IndexMismatch
 from rag.index import segment as seg_mod
@@ -346,12 +346,9 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
 
     files_rows: list[tuple] = [store_mod.file_row(d) for d in new_docs]
     file_words = list(new_words)
-    chunk_rows: list[tuple] = []
-    embed_texts: list[str] = []
-    for d in new_docs:
-        for c in chunk_document(d, settings):
-            chunk_rows.append(store_mod.chunk_row(c))
-            embed_texts.append(embed_text(c))
+    if new_docs:
+        say(f"chunking and tokenizing {len(new_docs)} files")
+    chunk_rows, embed_texts, ntexts, tokens = seg_mod.chunk_and_tokenize(new_docs, settings, list(st.words))
     n_new = len(chunk_rows)
     moved_vecs = []
     for src in sorted(moved):
@@ -377,9 +374,9 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
                                             legacy, progress, say)
     report.reused += len(chunk_rows) - n_new
     _crash_point("after-embed")
-    say(f"tokenizing {len(embed_texts)} chunks")
-    tokens = seg_mod.tokenize(embed_texts, list(st.words))
-    ntexts = [normalize(t) for t in embed_texts]
+    if len(embed_texts) > n_new:                  # chunks of re-cut files
+        tokens += seg_mod.tokenize(embed_texts[n_new:], list(st.words))
+        ntexts += [normalize(t) for t in embed_texts[n_new:]]
     name = seg_mod.next_name(index_dir)
     meta = seg_mod.write(index_dir, name, sorted(files_rows), file_words, chunk_rows, ntexts, tokens, vecs,
                          dense, ann)

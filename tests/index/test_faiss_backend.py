@@ -58,3 +58,24 @@ def test_deleted_rows_are_never_returned(tmp_path):
     assert not np.isin(rows, dead).any()
     ok = rows >= 0
     assert np.allclose(scores[ok], np.einsum("qd,qkd->qk", queries, vecs[np.maximum(rows, 0)])[ok], atol=1e-5)
+
+
+def test_ivf_matrix_in_list_order_gives_rows_by_their_own_numbers(tmp_path):
+    """IVF segments store vectors in list order (a probed list is one contiguous range);
+    scores, vectors and search still speak of rows, and equal the row-ordered answers."""
+    vecs, queries = _unit(600, seed=4), _unit(6, seed=5)
+    info = FaissBackend().build(tmp_path, vecs, {"ann": "ivf"})
+    assert info["ordered"] and "order" not in info
+    stored = np.load(tmp_path / "vectors.npy")
+    assert not np.array_equal(stored, vecs) and np.array_equal(np.sort(stored, axis=0), np.sort(vecs, axis=0))
+    idx = FaissBackend().open(tmp_path, info)
+    ids = np.array([0, 5, 599, 123])
+    assert np.array_equal(idx.vectors(ids), vecs[ids])
+    assert np.allclose(idx.scores(queries[0], ids), vecs[ids] @ queries[0], atol=1e-6)
+    rows, scores = idx.search_rows(queries, 10, None)
+    assert np.allclose(scores, np.einsum("qd,qkd->qk", queries, vecs[rows]), atol=1e-5)
+    # the same lists probed over a row-ordered matrix (older segments) give the same answer
+    old = FaissBackend().open(tmp_path, dict(info, ordered=False))
+    old.matrix = vecs
+    old_rows, _ = old.search_rows(queries, 10, None)
+    assert np.array_equal(rows, old_rows)

@@ -117,6 +117,8 @@ class SegmentDense:
                 out_s[a:a + len(sc), :kk] = np.take_along_axis(ts, o, axis=1)
             out_r[~np.isfinite(out_s)] = -1
             return out_r, out_s
+        if self.ivf is not None and self.ivf.ordered:
+            return self._search_ordered(q, k, dead, out_r, out_s)
         for i in range(nq):
             if self.ivf is not None:
                 rows = self.ivf.candidates(q[i])
@@ -136,17 +138,42 @@ class SegmentDense:
             out_r[i, :kk], out_s[i, :kk] = rows[top], sc[top]
         return out_r, out_s
 
+    def _search_ordered(self, q: np.ndarray, k: int, dead, out_r, out_s):
+        """IVF over a matrix in list order: each probed range scored in place (no gather)."""
+        ivf = self.ivf
+        for i in range(len(q)):
+            ranges = ivf.nearest(q[i])
+            if not ranges:
+                continue
+            sc = np.concatenate([np.asarray(self.matrix[a:b] @ q[i], dtype=np.float32) for a, b in ranges])
+            rows = np.concatenate([ivf.rows[a:b] for a, b in ranges])
+            if dead is not None and len(dead):
+                keep = ~np.isin(rows, dead)
+                rows, sc = rows[keep], sc[keep]
+            if not len(rows):
+                continue
+            kk = min(k, len(rows))
+            top = np.argpartition(-sc, kk - 1)[:kk]
+            # ties by row, as the row-ordered search breaks them
+            top = top[np.lexsort((rows[top], -sc[top]))]
+            out_r[i, :kk], out_s[i, :kk] = rows[top], sc[top]
+        return out_r, out_s
+
+    def _slots(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        return ids if self.ivf is None or self.ivf.slot is None else self.ivf.slot[ids]
+
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
         return self.search_rows(queries, min(k, self.ntotal), None)[0]
 
     def scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix[ids] @ query, dtype=np.float32)
+        return np.asarray(self.matrix[self._slots(ids)] @ query, dtype=np.float32)
 
     def search_subset(self, query: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
         return ids[np.argsort(-self.scores(query, ids), kind="stable")[:k]]
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix[ids], dtype=np.float32)
+        return np.asarray(self.matrix[self._slots(ids)], dtype=np.float32)
 
 
 class FaissBackend:
@@ -159,12 +186,15 @@ class FaissBackend:
         return FILES + (ivf_mod.FILES if kind == "ivf" else ("vectors.faiss",) if kind == "hnsw" else ())
 
     def build(self, folder: Path, vectors: np.ndarray, options: dict) -> dict:
-        np.save(folder / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
         kind = choose(len(vectors), options.get("ann", "auto"))
         info: dict = {"ann": kind}
         if kind == "ivf":
             info.update(ivf_mod.build(folder, vectors))
-        elif kind == "hnsw":
+            order = info.pop("order")          # rows stored in list order (rag.index.dense.ivf)
+            np.save(folder / "vectors.npy", np.ascontiguousarray(vectors[order], dtype=np.float32))
+            return info
+        np.save(folder / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        if kind == "hnsw":
             save(build(vectors, kind), folder / "vectors.faiss")
         return info
 
@@ -172,7 +202,7 @@ class FaissBackend:
         matrix = np.load(folder / "vectors.npy", mmap_mode="r")
         kind = info.get("ann", "flat")
         if kind == "ivf":
-            return SegmentDense(matrix, ivf=ivf_mod.IVF(folder, info.get("nprobe")))
+            return SegmentDense(matrix, ivf=ivf_mod.IVF(folder, info.get("nprobe"), bool(info.get("ordered"))))
         if kind == "hnsw":
             return SegmentDense(matrix, hnsw=load(folder / "vectors.faiss"))
         return SegmentDense(matrix)

@@ -81,8 +81,13 @@ class Tokenizer:
         self._jieba.total = total
 
     def __call__(self, text: str) -> list[str]:
+        return self.cut_normalized(normalize(text))
+
+    def cut_normalized(self, text: str) -> list[str]:
+        """Tokens of a text already normalize()d (builds normalise each chunk once for both
+        the stored text and the tokens)."""
         out = []
-        for tok in self._jieba.cut_for_search(normalize(text)):
+        for tok in self._jieba.cut_for_search(text):
             tok = tok.strip()
             if not tok or tok in STOPWORDS or _PUNCT_ONLY.match(tok):
                 continue
