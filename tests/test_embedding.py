@@ -140,3 +140,44 @@ def test_missing_st_path_in_the_cli(st_index, tmp_path):
     assert "Traceback" not in proc.stderr
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1 and str(missing) in errors[0]
+
+
+def test_device_auto_cpu_and_cuda(monkeypatch):
+    """--device: auto takes a CUDA GPU when torch sees one, cpu always works, cuda without a
+    GPU is a one-line error; the batch size follows the device."""
+    from rag.embed import backends
+    from rag.embed.base import has_cuda
+    from rag.errors import BadInput
+
+    assert backends.resolve_device("cpu") == "cpu"
+    assert backends.resolve_device("auto") == ("cuda" if has_cuda() else "cpu")
+    with pytest.raises(BadInput, match="unknown device 'tpu'"):
+        backends.set_device("tpu")
+    monkeypatch.setattr(backends, "has_cuda", lambda: False)
+    with pytest.raises(BadInput) as e:
+        backends.set_device("cuda")
+    assert "no CUDA device" in str(e.value) and "\n" not in str(e.value)
+    assert backends.resolve_device("auto") == "cpu"
+    monkeypatch.setattr(backends, "has_cuda", lambda: True)
+    assert backends.resolve_device("auto") == "cuda"
+    assert backends.BATCH["cuda"] > backends.BATCH["cpu"] == 16
+
+
+def test_st_embedder_on_the_chosen_device(spec):
+    e = get_embedder(spec)
+    assert e.device in ("cpu", "cuda") and e.batch_size == __import__("rag.embed.backends").embed.backends.BATCH[e.device]
+    assert str(e._model.device).startswith(e.device)
+
+
+def test_build_device_cuda_without_gpu_is_one_line_error(tmp_path):
+    from rag.embed.base import has_cuda
+
+    if has_cuda():
+        pytest.skip("a CUDA device is present")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.txt").write_text("一段文字。\n", encoding="utf-8")
+    proc = run_cli("build", "--corpus", tmp_path / "c", "--index", tmp_path / "i", "--device", "cuda")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--device cuda" in errors[0]
+    assert not (tmp_path / "i" / "CURRENT").exists()

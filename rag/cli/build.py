@@ -14,6 +14,9 @@ def add(sub) -> None:
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and build anew")
     p.add_argument("--ann", default="auto", help="auto | flat | ivf | hnsw, per segment (default: flat below "
                    "20,000 chunks, ivf above)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where passages are embedded: auto (a CUDA GPU when there is one), cpu, "
+                        "cuda (an error without one); the batch size follows the device")
     p.add_argument("--max-chars", type=int, default=None)
     p.add_argument("--min-chars", type=int, default=None)
     p.add_argument("--reuse-vectors", default=None, metavar="INDEX", action="append",
@@ -25,7 +28,10 @@ def add(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rag.chunks import ChunkSettings
     from rag.embed import show_progress
+    from rag.embed.backends import set_device
     from rag.index import build
+
+    set_device(getattr(args, "device", "auto"))
 
     settings = None
     if args.max_chars or args.min_chars:

