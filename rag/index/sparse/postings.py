@@ -124,10 +124,14 @@ class CorpusBM25:
             if p is None or len(p[0]) == 0:
                 continue
             rows, tf = p
-            pos = self.live.row2pos[s][rows]
-            keep = pos >= 0
-            if not keep.all():
-                rows, tf, pos = rows[keep], tf[keep], pos[keep]
+            dead = getattr(self.live, "dead", None)
+            if dead is not None and dead[s] is None:      # no deletions: positions are rows + base
+                pos = np.asarray(rows, dtype=np.int64) + int(self.live.base[s])
+            else:
+                pos = self.live.row2pos[s][rows]
+                keep = pos >= 0
+                if not keep.all():
+                    rows, tf, pos = rows[keep], tf[keep], pos[keep]
             if len(pos):
                 out.append((s, np.asarray(rows), np.asarray(tf), pos))
         return out
