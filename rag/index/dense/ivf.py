@@ -23,7 +23,9 @@ def n_lists(n: int) -> int:
 
 
 def n_probe(nlist: int) -> int:
-    return int(max(24, nlist // 24))
+    """A tenth of the lists: recall@10 against exact 0.958 at 100k stand-in vectors (1/24
+    of them gave 0.864; 1/6 0.983 at twice the time), ~2 ms a query (bench_scale)."""
+    return int(max(24, nlist // 10))
 
 
 def build(folder: Path, vectors: np.ndarray, seed: int = 1234) -> dict:
