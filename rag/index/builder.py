@@ -348,7 +348,7 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
     file_words = list(new_words)
     if new_docs:
         say(f"chunking and tokenizing {len(new_docs)} files")
-    chunk_rows, embed_texts, ntexts, tokens = seg_mod.chunk_and_tokenize(new_docs, settings, list(st.words))
+    chunk_rows, embed_texts, ntexts, post = seg_mod.chunk_and_tokenize(new_docs, settings, list(st.words))
     n_new = len(chunk_rows)
     moved_vecs = []
     for src in sorted(moved):
@@ -375,8 +375,9 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
     report.reused += len(chunk_rows) - n_new
     _crash_point("after-embed")
     if len(embed_texts) > n_new:                  # chunks of re-cut files
-        tokens += seg_mod.tokenize(embed_texts[n_new:], list(st.words))
+        post.add_tokens(seg_mod.tokenize(embed_texts[n_new:], list(st.words)))
         ntexts += [normalize(t) for t in embed_texts[n_new:]]
+    tokens = post.arrays()                        # a tuple: segment.write takes arrays
     name = seg_mod.next_name(index_dir)
     meta = seg_mod.write(index_dir, name, sorted(files_rows), file_words, chunk_rows, ntexts, tokens, vecs,
                          dense, ann)

@@ -75,16 +75,16 @@ def _ct_worker(args):
             n = normalize(t)
             ntexts.append(n)
             tokens.append(tok.cut_normalized(n))
-    return rows, texts, ntexts, tokens
+    return rows, texts, ntexts, bm25.batch_arrays(tokens)
 
 
 _ct_worker.docs = []
 
 
 def chunk_and_tokenize(docs: Sequence, settings, words: Sequence[str]) \
-        -> tuple[list[tuple], list[str], list[str], list[list[str]]]:
-    """(store rows, embedded texts, their normalize()d forms, jieba tokens) of every chunk
-    of `docs`, in order.
+        -> tuple[list[tuple], list[str], list[str], bm25.PostingsBuilder]:
+    """(store rows, embedded texts, their normalize()d forms, BM25 postings of their jieba
+    tokens) of every chunk of `docs`, in order.
     Chunking and jieba are pure Python (~11,000 and ~2,000 chunks/s a core here): a large
     batch is cut by every core at once, each worker taking whole documents."""
     words = tuple(sorted(set(words)))
@@ -92,9 +92,12 @@ def chunk_and_tokenize(docs: Sequence, settings, words: Sequence[str]) \
     if cores < 2 or len(docs) < PARALLEL_MIN_DOCS:
         _ct_worker.docs = list(docs)
         try:
-            return _ct_worker((0, len(docs), words, settings))
+            r, t, n, batch = _ct_worker((0, len(docs), words, settings))
         finally:
             _ct_worker.docs = []
+        post = bm25.PostingsBuilder()
+        post.add(batch)
+        return r, t, n, post
     import multiprocessing as mp
 
     step = 100
@@ -102,18 +105,18 @@ def chunk_and_tokenize(docs: Sequence, settings, words: Sequence[str]) \
     rows: list[tuple] = []
     texts: list[str] = []
     ntexts: list[str] = []
-    tokens: list[list[str]] = []
+    post = bm25.PostingsBuilder()
     _ct_worker.docs = list(docs)
     try:
         with mp.get_context("fork").Pool(cores) as pool:
-            for r, t, n, k in pool.imap(_ct_worker, parts):
+            for r, t, n, batch in pool.imap(_ct_worker, parts):
                 rows += r
                 texts += t
                 ntexts += n
-                tokens += k
+                post.add(batch)
     finally:
         _ct_worker.docs = []
-    return rows, texts, ntexts, tokens
+    return rows, texts, ntexts, post
 
 
 def write(index_dir: Path, name: str, files: list[tuple], file_words: Iterable[tuple[str, str]],
