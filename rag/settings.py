@@ -13,6 +13,8 @@
 | RAG_DEBUG           | off            | print tracebacks of unexpected errors |
 | RAG_CRASH_AT        | —              | test hook: a build kills itself at this point |
 | RAG_MERGE_FACTOR    | 8              | index segments of one size tier merged together |
+| RAG_FLUSH_CHUNKS    | 50000          | a build writes a segment every this many new chunks (its RAM buffer) |
+| RAG_MAX_SEGMENT_CHUNKS | 250000      | largest segment a merge makes (a merge holds it in memory) |
 | RAG_AUTH            | —              | web login `user:pass` |
 | RAG_AUTH_FILE       | —              | file of `user:pass` lines |
 | RAG_TEMP_TTL        | 3600           | seconds the app keeps uploads and batch results |
@@ -71,6 +73,8 @@ class Settings:
     milvus_uri: str = ""
     milvus_token: str = ""
     milvus_collection: str = ""
+    flush_chunks: int = 50_000
+    max_segment_chunks: int = 250_000
 
 
 @lru_cache(maxsize=1)
@@ -99,4 +103,6 @@ def get() -> Settings:
         milvus_uri=e("RAG_MILVUS_URI", "").strip(),
         milvus_token=e("RAG_MILVUS_TOKEN", "").strip(),
         milvus_collection=e("RAG_MILVUS_COLLECTION", "").strip(),
+        flush_chunks=max(1, _int("RAG_FLUSH_CHUNKS", 50_000)),
+        max_segment_chunks=max(2, _int("RAG_MAX_SEGMENT_CHUNKS", 250_000)),
     )

@@ -298,8 +298,9 @@ def _text_key(text: str) -> bytes:
 
 def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: BuildReport, emb, settings,
             dense, ann: str, progress: bool, legacy: dict | None, say) -> None:
-    """Write the new segment (added and changed files, and files re-cut for a word change)
-    and mark the replaced rows deleted."""
+    """Write the new segments (added and changed files, one segment every RAG_FLUSH_CHUNKS
+    chunks, so a build's memory does not grow with the corpus; files re-cut for a word change
+    go into the last) and mark the replaced rows deleted."""
     replaced = set(report.changed) | set(report.removed)
     # quoted terms: counts over live files, before and after
     gone_words: list[tuple[str, str]] = []
@@ -318,7 +319,7 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
     words_before = {w for w, n in st.words.items() if n > 0}
     for _src, w in gone_words:
         st.words[w] = st.words.get(w, 0) - 1
-    new_docs = [scan.docs[s] for s in sorted(set(report.added) | set(report.changed))]
+    new_docs = [scan.docs[s] for s in sorted(set(report.added) | set(report.changed))]   # consumed below
     new_words = [(d.source, w) for d in new_docs for w in quoted_terms([d.text])]
     for _src, w in new_words:
         st.words[w] = st.words.get(w, 0) + 1
@@ -344,11 +345,80 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
         if moved:
             say(f"re-cutting {len(moved)} files for {len(delta)} quoted terms that came or went")
 
-    files_rows: list[tuple] = [store_mod.file_row(d) for d in new_docs]
-    file_words = list(new_words)
+    for d in new_docs:
+        st.encodings[d.source] = d.encoding
+        if d.reader != "plaintext":
+            st.readers[d.source] = d.reader
+    if not new_docs and not moved:
+        _crash_point("after-embed")
+        return
     if new_docs:
         say(f"chunking and tokenizing {len(new_docs)} files")
-    chunk_rows, embed_texts, ntexts, post = seg_mod.chunk_and_tokenize(new_docs, settings, list(st.words))
+    words_of: dict[str, list[tuple[str, str]]] = {}
+    for src, w in new_words:
+        words_of.setdefault(src, []).append((src, w))
+    vec = _Vectors(index_dir, emb, st, old_rows, legacy, progress, say)
+    flush_at = settings_mod.get().flush_chunks
+    n_docs = len(new_docs)
+    for d in new_docs:
+        scan.docs.pop(d.source, None)
+    stream = seg_mod.iter_chunk_and_tokenize(new_docs, settings, list(st.words),
+                                             step=max(1, min(100, flush_at // 500)))
+    del new_docs                   # the stream holds the documents, each let go once cut
+    buf = _Buffer()
+    done = 0
+    for docs, rows, texts, ntexts, batch in stream:
+        buf.add(docs, rows, texts, ntexts, batch)
+        done += len(docs)
+        if buf.n >= flush_at:
+            vec.expect(buf.n, done, n_docs)
+            _flush(index_dir, st, buf, {}, words_of, vec, report, dense, ann)
+            buf = _Buffer()
+    vec.expect(buf.n, n_docs, n_docs)
+    _flush(index_dir, st, buf, moved, words_of, vec, report, dense, ann)
+    vec.close()
+
+
+def _seg_entry(meta: dict) -> dict:
+    return {"name": meta["name"], "rows": meta["rows"], "backend": meta["backend"], "dense": meta["dense"],
+            "checksums": meta["checksums"]}
+
+
+@dataclass
+class _Buffer:
+    """New chunks not yet written (the build's RAM buffer, flushed as a segment every
+    RAG_FLUSH_CHUNKS chunks): their documents, store rows, texts and postings."""
+    docs: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    ntexts: list = field(default_factory=list)
+    post: object = None
+
+    def add(self, docs, rows, texts, ntexts, batch) -> None:
+        from rag.index.sparse.postings import PostingsBuilder
+
+        if self.post is None:
+            self.post = PostingsBuilder()
+        self.docs += docs
+        self.rows += rows
+        self.texts += texts
+        self.ntexts += ntexts
+        self.post.add(batch)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+
+def _flush(index_dir: Path, st: _State, buf: _Buffer, moved: dict, words_of: dict, vec: "_Vectors",
+           report: BuildReport, dense, ann: str) -> None:
+    """Write the buffer (plus the files re-cut for a word change, `moved`) as one new segment."""
+    from rag.index.sparse.postings import PostingsBuilder
+
+    files_rows: list[tuple] = [store_mod.file_row(d) for d in buf.docs]
+    file_words = [x for d in buf.docs for x in words_of.get(d.source, ())]
+    chunk_rows, embed_texts, ntexts = buf.rows, buf.texts, buf.ntexts
+    post = buf.post or PostingsBuilder()
     n_new = len(chunk_rows)
     moved_vecs = []
     for src in sorted(moved):
@@ -360,24 +430,21 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
         chunk_rows += opened.store.raw_rows(rows)
         embed_texts += [embed_text(c) for c in opened.store.chunks(rows)]
         moved_vecs.append(opened.dense.vectors(np.asarray(rows, dtype=np.int64)))
-    for d in new_docs:
-        st.encodings[d.source] = d.encoding
-        if d.reader != "plaintext":
-            st.readers[d.source] = d.reader
     if not chunk_rows and not files_rows:
         _crash_point("after-embed")
         return
-    vecs = np.zeros((len(chunk_rows), emb.dim), dtype=np.float32)
+    vecs = np.zeros((len(chunk_rows), vec.dim), dtype=np.float32)
     if moved_vecs:
         vecs[n_new:] = np.vstack(moved_vecs)
-    report.embedded, report.reused = _embed(index_dir, emb, embed_texts[:n_new], vecs, st, old_rows,
-                                            legacy, progress, say)
-    report.reused += len(chunk_rows) - n_new
+    embedded, reused = vec.fill(embed_texts[:n_new], vecs)
+    report.embedded += embedded
+    report.reused += reused + len(chunk_rows) - n_new
     _crash_point("after-embed")
     if len(embed_texts) > n_new:                  # chunks of re-cut files
         post.add_tokens(seg_mod.tokenize(embed_texts[n_new:], list(st.words)))
         ntexts += [normalize(t) for t in embed_texts[n_new:]]
     tokens = post.arrays()                        # a tuple: segment.write takes arrays
+    buf.docs = buf.rows = buf.texts = buf.post = None     # let go before the segment is written
     name = seg_mod.next_name(index_dir)
     meta = seg_mod.write(index_dir, name, sorted(files_rows), file_words, chunk_rows, ntexts, tokens, vecs,
                          dense, ann)
@@ -386,47 +453,76 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
         st.file_segment[f[0]] = name
 
 
-def _seg_entry(meta: dict) -> dict:
-    return {"name": meta["name"], "rows": meta["rows"], "backend": meta["backend"], "dense": meta["dense"],
-            "checksums": meta["checksums"]}
+class _Vectors:
+    """Vectors of new chunks: from the resumable cache (loaded once per build), from the old
+    versions of changed files (or a format-1 index being migrated), else embedded in batches
+    of 256 that are saved to the cache as they are made (grouped to at least every 5 s or
+    8,192 chunks, so a fast embedder does not fsync thousands of small files)."""
 
+    SAVE_ROWS, SAVE_SECONDS = 8192, 5.0
 
-def _embed(index_dir: Path, emb, texts: list[str], out: np.ndarray, st: _State,
-           old_rows: dict, legacy: dict | None, progress: bool, say) -> tuple[int, int]:
-    """Fill out[:len(texts)]: vectors from the resumable cache, from the old versions of
-    changed files (or a format-1 index being migrated), then embedded in saved batches."""
-    keys = [_text_key(t) for t in texts]
-    cache = EmbedCache(index_dir, emb.id)
-    cached, cmat = cache.load()
-    todo = []
-    for i, k in enumerate(keys):
-        j = cached.get(k)
-        if j is not None:
-            out[i] = cmat[j]
-        else:
-            todo.append(i)
-    if todo and (old_rows or legacy):
-        reuse = _reusable(st, old_rows, legacy, emb)
-        still = []
-        for i in todo:
-            v = reuse.get(keys[i])
-            if v is not None:
-                out[i] = v
+    def __init__(self, index_dir: Path, emb, st: _State, old_rows: dict, legacy: dict | None,
+                 progress: bool, say) -> None:
+        self.emb, self.st, self.old_rows, self.legacy, self.say = emb, st, old_rows, legacy, say
+        self.dim = emb.dim
+        self.cache = EmbedCache(index_dir, emb.id)
+        self.cached, self.cmat = self.cache.load()
+        self.reuse: dict | None = None
+        self.bar = _Progress(1, "embedding", progress)
+        self.seen = 0
+        self.pending: list[tuple[list[bytes], np.ndarray]] = []
+        self.last_save = time.perf_counter()
+
+    def expect(self, n: int, docs_done: int, docs_total: int) -> None:
+        """Progress: chunks of the documents cut so far, extrapolated to all of them."""
+        self.seen += n
+        self.bar.total = max(self.seen, round(self.seen * docs_total / max(docs_done, 1)))
+
+    def fill(self, texts: list[str], out: np.ndarray) -> tuple[int, int]:
+        keys = [_text_key(t) for t in texts]
+        todo = []
+        for i, k in enumerate(keys):
+            j = self.cached.get(k)
+            if j is not None:
+                out[i] = self.cmat[j]
             else:
-                still.append(i)
-        todo = still
-    if not todo:
-        return 0, len(texts)
-    say(f"embedding {len(todo)} chunks ({len(texts) - len(todo)} reused)")
-    bar = _Progress(len(todo), "embedding", progress)
-    step = 256
-    for a in range(0, len(todo), step):
-        part = todo[a:a + step]
-        v = np.asarray(emb.passages([texts[i] for i in part]), dtype=np.float32)
-        out[part] = v
-        cache.append([keys[i] for i in part], v)
-        bar.update(len(part))
-    return len(todo), len(texts) - len(todo)
+                todo.append(i)
+        if todo and (self.old_rows or self.legacy):
+            if self.reuse is None:
+                self.reuse = _reusable(self.st, self.old_rows, self.legacy, self.emb)
+            still = []
+            for i in todo:
+                v = self.reuse.get(keys[i])
+                if v is not None:
+                    out[i] = v
+                else:
+                    still.append(i)
+            todo = still
+        self.bar.update(len(texts) - len(todo))
+        if not todo:
+            return 0, len(texts)
+        self.say(f"embedding {len(todo)} chunks ({len(texts) - len(todo)} reused)")
+        step = 256
+        for a in range(0, len(todo), step):
+            part = todo[a:a + step]
+            v = np.asarray(self.emb.passages([texts[i] for i in part]), dtype=np.float32)
+            out[part] = v
+            self._save([keys[i] for i in part], v, force=False)
+            self.bar.update(len(part))
+        self._save([], None, force=True)
+        return len(todo), len(texts) - len(todo)
+
+    def _save(self, keys: list[bytes], v, force: bool) -> None:
+        if keys:
+            self.pending.append((keys, v))
+        n = sum(len(k) for k, _ in self.pending)
+        if n and (force or n >= self.SAVE_ROWS or time.perf_counter() - self.last_save >= self.SAVE_SECONDS):
+            self.cache.append([k for ks, _ in self.pending for k in ks], np.vstack([x for _, x in self.pending]))
+            self.pending = []
+            self.last_save = time.perf_counter()
+
+    def close(self) -> None:
+        self._save([], None, force=True)
 
 
 def _reusable(st: _State, old_rows: dict, legacy: dict | None, emb) -> dict[bytes, np.ndarray]:
@@ -453,28 +549,45 @@ def _reusable(st: _State, old_rows: dict, legacy: dict | None, emb) -> dict[byte
     return out
 
 
-def merge_plan(sizes: dict[str, tuple[int, int]], factor: int, floor: int = 1000) -> list[str]:
+def merge_plan(sizes: dict[str, tuple[int, int]], factor: int, floor: int = 1000,
+               max_rows: int | None = None) -> list[str]:
     """Segments to merge now: (name -> (rows, live)). Tiered like Lucene's policy: a segment's
     tier is log_factor of its live size (at least `floor`); when `factor` segments share the
-    smallest full tier they become one. A segment more than half deleted joins the merge of
-    its tier, or is rewritten alone when nothing else merges (deleted rows expunged)."""
+    smallest full tier, up to `factor` of them (smallest first) become one, no larger than
+    `max_rows` (Lucene's maxMergedSegmentMB: a merge holds its segment in memory, so a large
+    build ends with several segments of at most max_rows, not one giant merge); a segment of
+    more than max_rows/2 live rows merges no more. A segment more than half deleted joins the
+    merge of its tier, or is rewritten alone when nothing else merges (deleted rows expunged)."""
     import math
 
     tiers: dict[int, list[str]] = {}
     for name, (_rows, live) in sizes.items():
+        if max_rows and live * 2 > max_rows:
+            continue
         tiers.setdefault(int(math.log(max(live, floor), factor)), []).append(name)
     for t in sorted(tiers):
-        if len(tiers[t]) >= factor:
-            return sorted(tiers[t])
+        if len(tiers[t]) < factor:
+            continue
+        pick, total = [], 0
+        for name in sorted(tiers[t], key=lambda n: (sizes[n][1], n)):
+            live = sizes[name][1]
+            if max_rows and pick and total + live > max_rows:
+                break
+            pick.append(name)
+            total += live
+            if len(pick) == factor:
+                break
+        if len(pick) >= 2:
+            return sorted(pick)
     heavy = sorted(n for n, (rows, live) in sizes.items() if rows and live * 2 < rows)
     return heavy[:1]
 
 
 def _merge_tiers(index_dir: Path, st: _State, dense, ann: str, say) -> None:
-    factor = settings_mod.get().merge_factor
-    for _ in range(8):                      # a merge can fill the next tier: cascade, bounded
+    factor, max_rows = settings_mod.get().merge_factor, settings_mod.get().max_segment_chunks
+    for _ in range(64):                     # a merge can fill the next tier: cascade, bounded
         sizes = {s.info["name"]: (int(s.info["rows"]), int(s.info["rows"]) - len(s.dead)) for s in st.segments}
-        names = merge_plan(sizes, factor)
+        names = merge_plan(sizes, factor, max_rows=max_rows)
         if not names:
             return
         segs = [st.seg(n) for n in names]

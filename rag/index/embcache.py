@@ -55,8 +55,10 @@ class EmbedCache:
         meta = self.dir / "embedder.json"
         if not meta.exists():
             meta.write_text(json.dumps({"id": self.embedder_id}), encoding="utf-8")
-        nums = [int(p.stem.split("-")[1]) for p in self.dir.glob("batch-*.npz")]
-        name = f"batch-{max(nums, default=0) + 1:08d}.npz"
+        if getattr(self, "_last", None) is None:       # listed once, not at every batch
+            self._last = max((int(p.stem.split("-")[1]) for p in self.dir.glob("batch-*.npz")), default=0)
+        self._last += 1
+        name = f"batch-{self._last:08d}.npz"
         tmp = self.dir / f".tmp-{name}"
         with open(tmp, "wb") as f:
             np.savez(f, keys=np.asarray(keys, dtype="S20"), vectors=np.asarray(vectors, dtype=np.float32))

@@ -84,39 +84,64 @@ _ct_worker.docs = []
 def chunk_and_tokenize(docs: Sequence, settings, words: Sequence[str]) \
         -> tuple[list[tuple], list[str], list[str], bm25.PostingsBuilder]:
     """(store rows, embedded texts, their normalize()d forms, BM25 postings of their jieba
-    tokens) of every chunk of `docs`, in order.
-    Chunking and jieba are pure Python (~11,000 and ~2,000 chunks/s a core here): a large
-    batch is cut by every core at once, each worker taking whole documents."""
-    words = tuple(sorted(set(words)))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2 or len(docs) < PARALLEL_MIN_DOCS:
-        _ct_worker.docs = list(docs)
-        try:
-            r, t, n, batch = _ct_worker((0, len(docs), words, settings))
-        finally:
-            _ct_worker.docs = []
-        post = bm25.PostingsBuilder()
-        post.add(batch)
-        return r, t, n, post
-    import multiprocessing as mp
-
-    step = 100
-    parts = [(a, min(a + step, len(docs)), words, settings) for a in range(0, len(docs), step)]
+    tokens) of every chunk of `docs`, in order."""
     rows: list[tuple] = []
     texts: list[str] = []
     ntexts: list[str] = []
     post = bm25.PostingsBuilder()
-    _ct_worker.docs = list(docs)
+    for _docs, r, t, n, batch in iter_chunk_and_tokenize(list(docs), settings, words):
+        rows += r
+        texts += t
+        ntexts += n
+        post.add(batch)
+    return rows, texts, ntexts, post
+
+
+def iter_chunk_and_tokenize(docs: list, settings, words: Sequence[str], step: int = 100):
+    """Yields (documents, store rows, embedded texts, normalize()d texts, BM25 batch arrays)
+    of consecutive parts of `docs` in order, so a build can flush a segment whenever its
+    buffer is full instead of holding every chunk of the corpus. It consumes `docs`: an
+    entry is set to None once yielded, so a document is freed when its segment is written.
+    Chunking and jieba are pure Python (~11,000 and ~2,000 chunks/s a core here): a large
+    batch is cut by every core at once (one pool for the whole stream), each worker taking
+    whole documents."""
+    words = tuple(sorted(set(words)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    parts = [(a, min(a + step, len(docs)), words, settings) for a in range(0, len(docs), step)]
+    _ct_worker.docs = docs
+
+    def taken(p):
+        part = docs[p[0]:p[1]]
+        docs[p[0]:p[1]] = [None] * (p[1] - p[0])
+        return part
+
     try:
+        if cores < 2 or len(docs) < PARALLEL_MIN_DOCS:
+            for p in parts:
+                out = _ct_worker(p)
+                yield (taken(p), *out)
+            return
+        import multiprocessing as mp
+
+        from collections import deque
+
         with mp.get_context("fork").Pool(cores) as pool:
-            for r, t, n, batch in pool.imap(_ct_worker, parts):
-                rows += r
-                texts += t
-                ntexts += n
-                post.add(batch)
+            # a bounded look-ahead (not imap): while the caller flushes a segment the
+            # workers do not run through the whole corpus into the parent's memory
+            todo, flight = iter(parts), deque()
+            for p in todo:
+                flight.append((p, pool.apply_async(_ct_worker, (p,))))
+                if len(flight) >= 2 * cores:
+                    break
+            while flight:
+                p, res = flight.popleft()
+                out = res.get()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    flight.append((nxt, pool.apply_async(_ct_worker, (nxt,))))
+                yield (taken(p), *out)
     finally:
         _ct_worker.docs = []
-    return rows, texts, ntexts, post
 
 
 def write(index_dir: Path, name: str, files: list[tuple], file_words: Iterable[tuple[str, str]],

@@ -66,6 +66,33 @@ def fuse(dense: np.ndarray, sparse: np.ndarray, alpha: float) -> np.ndarray:
     return alpha * minmax(dense) + (1 - alpha) * minmax(sparse)
 
 
+class _SparseScores:
+    """A query's BM25 scores as the sorted positions that match a term and their scores
+    (every other position scores 0): a query touches its matches, not the whole index."""
+
+    def __init__(self, positions: np.ndarray, scores: np.ndarray) -> None:
+        self.pos, self.sc = np.asarray(positions, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+
+    def at(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(self.pos):
+            return np.zeros(len(ids), dtype=np.float32)
+        i = np.minimum(np.searchsorted(self.pos, ids), len(self.pos) - 1)
+        return np.where(self.pos[i] == ids, self.sc[i], np.float32(0)).astype(np.float32)
+
+    def top(self, m: int) -> np.ndarray:
+        """Positions of the m best positive scores (ties at the cut by position)."""
+        keep = self.sc > 0
+        pos, sc = self.pos[keep], self.sc[keep]
+        if len(pos) <= m:
+            return pos
+        if m <= 0:
+            return pos[:0]
+        cut = np.partition(sc, len(sc) - m)[len(sc) - m]
+        above = pos[sc > cut]
+        return np.concatenate([above, pos[sc == cut][:m - len(above)]])
+
+
 class Searcher:
     def __init__(self, index: Index, fusion: Fusion = Fusion(), query_embedder: Embedder | None = None):
         self.index = index
@@ -119,27 +146,31 @@ class Searcher:
         """Candidates and their exact dense and BM25 scores (exposed for benchmarks)."""
         terms = self.index.tokenizer.query_terms(query)
         with self._lock:
-            sparse_all = self.index.sparse.scores(terms)
-            if is_english(query):
-                extra = self._translated_scores(query)
-                sparse_all = sparse_all + extra[0]
-                terms = terms + [t for t in extra[1] if t not in terms]
+            if is_english(query) or not hasattr(self.index.sparse, "sparse_scores"):
+                sparse_all = self.index.sparse.scores(terms)
+                if is_english(query):
+                    extra = self._translated_scores(query)
+                    sparse_all = sparse_all + extra[0]
+                    terms = terms + [t for t in extra[1] if t not in terms]
+                hit = np.flatnonzero(sparse_all)
+                sparse = _SparseScores(hit, sparse_all[hit])
+            else:
+                sparse = _SparseScores(*self.index.sparse.sparse_scores(terms))
         n_cand = self.fusion.candidates
         if allowed is not None:
             pool = allowed
             if len(pool) == 0:
                 return pool, np.zeros(0), np.zeros(0), terms
             top_d = self.index.dense.search_subset(qvec, pool, n_cand)
-            sp = sparse_all[pool]
+            sp = sparse.at(pool)
             top_s = pool[np.argsort(-sp)[:n_cand]]
+            top_s = top_s[sparse.at(top_s) > 0]
         else:
             top_d = dense_top[dense_top >= 0] if dense_top is not None else np.zeros(0, dtype=np.int64)
-            m = min(n_cand, self.n)
-            top_s = np.argpartition(-sparse_all, m - 1)[:m] if self.n else np.zeros(0, dtype=np.int64)
-        top_s = top_s[sparse_all[top_s] > 0]
+            top_s = sparse.top(min(n_cand, self.n))
         cand = np.unique(np.concatenate([top_d, top_s]).astype(np.int64))
         dense = self.index.dense.scores(qvec, cand)
-        return cand, dense, sparse_all[cand], terms
+        return cand, dense, sparse.at(cand), terms
 
     def _translated_scores(self, query: str) -> tuple[np.ndarray, list[str]]:
         """BM25 of an English query's dictionary senses: each word scores by its best sense."""
