@@ -144,11 +144,20 @@ def query_vectors(n: int) -> tuple[list[str], np.ndarray]:
 
 # ------------------------------------------------------------------ child processes
 
-def rss_mb() -> float:
+def mem_mb() -> dict[str, float]:
+    """VmRSS (what `query_rss_mb` reports: it counts the memory-mapped index pages a query
+    touched, which the kernel reclaims under pressure) and its parts: RssAnon (memory the
+    process itself holds), RssFile (mapped file pages)."""
+    out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        key = line.split(":", 1)[0]
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
+            out[key] = int(line.split()[1]) / 1024
+    return out
+
+
+def rss_mb() -> float:
+    return mem_mb().get("VmRSS", 0.0)
 
 
 def child_build(args) -> dict:
@@ -225,7 +234,8 @@ def child_query(args) -> dict:
         r = s.search_many([q], k=10, vectors=qv[i:i + 1])[0]
         times.append(time.perf_counter() - t0)
         fused.append([(x.source, x.start) for x in r[:5]])
-    rss = rss_mb()
+    mem = mem_mb()
+    rss = mem.get("VmRSS", 0.0)
     # dense recall@10 and fused top-5 against exact search over the same vectors
     n_eval = min(len(qs), args.recall_queries)
     approx = idx.dense.search(qv[:n_eval], 10)
@@ -250,6 +260,7 @@ def child_query(args) -> dict:
     idx.dense = real_dense
     return {"open_s": open_s, "import_s": t_imp, "search_ms": [t * 1000 for t in times],
             "cite_first_ms": cite_first * 1000, "cite_ms": [t * 1000 for t in lat], "rss_mb": rss,
+            "rss_anon_mb": mem.get("RssAnon", 0.0), "rss_file_mb": mem.get("RssFile", 0.0),
             "dense_recall_at_10": recall, "fused_top5_exact": same / n_eval, "eval_queries": n_eval,
             "segments": [(sg["name"], sg["rows"], sg["dense"].get("ann")) for sg in idx.manifest["segments"]],
             "torch_loaded": "torch" in sys.modules, "tokenizers_loaded": "tokenizers" in sys.modules}
@@ -328,6 +339,7 @@ def main() -> int:
     }
     extra = {"fused_top5_exact": round(q["fused_top5_exact"], 4), "eval_queries": q["eval_queries"],
              "build_s": round(b["seconds"], 1), "segments": q["segments"],
+             "query_rss_anon_mb": round(q["rss_anon_mb"]), "query_rss_file_mb": round(q["rss_file_mb"]),
              "torch_loaded": q["torch_loaded"], "tokenizers_loaded": q["tokenizers_loaded"],
              "updates": {k: v for k, v in u.items() if k.endswith("_report")},
              "vectors": "stand-in: 0.75*real + 0.25*real + N(0, 0.02) (one of 65,536 fixed draws) e5-small passage vectors, normalised; "

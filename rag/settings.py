@@ -13,7 +13,7 @@
 | RAG_DEBUG           | off            | print tracebacks of unexpected errors |
 | RAG_CRASH_AT        | —              | test hook: a build kills itself at this point |
 | RAG_MERGE_FACTOR    | 8              | index segments of one size tier merged together |
-| RAG_FLUSH_CHUNKS    | 50000          | a build writes a segment every this many new chunks (its RAM buffer) |
+| RAG_FLUSH_CHUNKS    | 100000         | a build writes a segment every this many new chunks (its RAM buffer) |
 | RAG_MAX_SEGMENT_CHUNKS | 250000      | largest segment a merge makes (a merge holds it in memory) |
 | RAG_AUTH            | —              | web login `user:pass` |
 | RAG_AUTH_FILE       | —              | file of `user:pass` lines |
@@ -73,7 +73,7 @@ class Settings:
     milvus_uri: str = ""
     milvus_token: str = ""
     milvus_collection: str = ""
-    flush_chunks: int = 50_000
+    flush_chunks: int = 100_000
     max_segment_chunks: int = 250_000
 
 
@@ -103,6 +103,6 @@ def get() -> Settings:
         milvus_uri=e("RAG_MILVUS_URI", "").strip(),
         milvus_token=e("RAG_MILVUS_TOKEN", "").strip(),
         milvus_collection=e("RAG_MILVUS_COLLECTION", "").strip(),
-        flush_chunks=max(1, _int("RAG_FLUSH_CHUNKS", 50_000)),
+        flush_chunks=max(1, _int("RAG_FLUSH_CHUNKS", 100_000)),
         max_segment_chunks=max(2, _int("RAG_MAX_SEGMENT_CHUNKS", 250_000)),
     )
