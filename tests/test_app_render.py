@@ -195,3 +195,14 @@ def test_error_messages_are_chinese_with_detail(app_module):
     assert "另一个索引构建" in zh
     zh, en = app_module.zh_message(RagError("something else"))
     assert zh == "出错了：something else" and en == ""
+
+
+def test_library_lists_pages_and_text_layer_of_paged_documents():
+    manifest = {"embedder": {"spec": "e5-small"}, "counts": {"files": 2, "chunks": 3}, "generation": "gen-000001"}
+    files = [("scan.pdf", "sha", "utf-8"), ("a.txt", "sha", "gb18030")]
+    meta = {"scan.pdf": {"reader": "pdf", "pages": 12, "text_layer": "ocr"},
+            "evil.pdf": {"reader": "pdf", "pages": "<b>1</b>", "text_layer": "<img src=x onerror=alert(1)>"}}
+    html = ui.library_html([], files + [("evil.pdf", "sha", "utf-8")], manifest, file_meta=meta)
+    assert "PDF · 12 页 · 文字层 text layer: OCR" in html
+    assert "gb18030" in html                                  # text files still show their encoding
+    assert "<img src=x" not in html and "<b>1</b>" not in html

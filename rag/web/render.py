@@ -314,8 +314,25 @@ def _count(value: object) -> int:
         return 0
 
 
+_LAYERS = {"pdf": "文字层 text layer: pdf", "ocr": "文字层 text layer: OCR", "pdf+ocr": "文字层 text layer: pdf + OCR"}
+
+
+def _file_facts(encoding: str, meta: Mapping | None) -> str:
+    """What the Library tab says of a file: its encoding, or for a paged document its reader,
+    its pages and the text layer used (the PDF's own text or OCR)."""
+    if not meta or not meta.get("reader") or meta.get("reader") == "plaintext":
+        return esc(encoding)
+    parts = [esc(meta["reader"].upper())]
+    if meta.get("pages"):
+        parts.append(f'{esc(meta["pages"])} 页')
+    if meta.get("text_layer"):
+        parts.append(esc(_LAYERS.get(str(meta["text_layer"]), f'文字层 text layer: {meta["text_layer"]}')))
+    return " · ".join(parts)
+
+
 def library_html(articles: Sequence[Mapping], files: Sequence[Sequence], manifest: Mapping | None,
-                 corpus: str = "", pending: Sequence[str] = ()) -> str:
+                 corpus: str = "", pending: Sequence[str] = (),
+                 file_meta: Mapping[str, Mapping] | None = None) -> str:
     """The Library tab: the manifest's facts, then each file's articles. Every value from the
     manifest, the store or the corpus path goes through `esc` (issue 16, finding 6: the
     embedder spec was printed raw and an `<img onerror>` in it ran in Chromium)."""
@@ -351,7 +368,8 @@ def library_html(articles: Sequence[Mapping], files: Sequence[Sequence], manifes
         arts = by_file.get(source, [])
         total = sum(_count(a.get("chunks")) for a in arts)
         out.append(f'<details class="rag-file" open><summary><span class="rag-file-name">{esc(source)}</span>'
-                   f' <span class="rag-dim">{esc(enc.get(source, ""))} · {len(arts)} 篇 · {total} 块</span>'
+                   f' <span class="rag-dim">{_file_facts(enc.get(source, ""), (file_meta or {}).get(source))}'
+                   f' · {len(arts)} 篇 · {total} 块</span>'
                    '</summary><table class="rag-articles"><thead><tr><th>#</th><th>标题 title</th>'
                    '<th>作者 author</th><th>单位 affiliation</th><th>块 chunks</th><th>字符 range</th>'
                    '</tr></thead><tbody>')

@@ -25,6 +25,17 @@ def _incompatible(e: LibrariesIncompatible) -> str:
     return ui.message_html("所选文库使用不同的嵌入模型，不能一起检索；请分别检索，或用同一模型重建。", "warn", str(e))
 
 
+def _paged_meta(store, files) -> dict[str, dict]:
+    """Reader, pages and text layer of the files that are not plain text (for the Library tab)."""
+    out = {}
+    for source, _sha, _enc in files:
+        if source.lower().endswith((".txt", ".md")):
+            continue
+        info = store.file_info(source) or {}
+        out[source] = {**(info.get("meta") or {}), "reader": info.get("reader", "")}
+    return out
+
+
 def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
     libs = libs or libraries_for(None, svc, svc.workdir, lambda _m: None, lambda _c: None)
     names = libs.names()
@@ -166,9 +177,11 @@ def build_ui(svc: Service, libs: LibrarySet | None = None) -> gr.Blocks:
                 f"文库 {name or names[0]} · 嵌入模型 {snap.manifest['embedder']['spec']}。"
                 + ("各文库使用不同的嵌入模型，不同模型的文库不能一起检索：" + "；".join("、".join(g) for g in groups)
                    if len(groups) > 1 else "所有文库使用同一嵌入模型，可以一起检索。"), "info")
-        return note + ui.library_html(snap.index.store.articles(), snap.index.store.files(), snap.manifest,
+        store = snap.index.store
+        files = store.files()
+        return note + ui.library_html(store.articles(), files, snap.manifest,
                                       str(one.corpus.resolve()) if one.corpus else "",
-                                      pending=one.pending_files())
+                                      pending=one.pending_files(), file_meta=_paged_meta(store, files))
 
     def removable(one) -> list[tuple[str, str]]:
         """Indexed files, then files in the corpus not yet indexed (they can be removed too)."""
