@@ -113,3 +113,10 @@ def test_embedding_cache_groups_fast_batches(tmp_path):
     keys, mat = EmbedCache(tmp_path, "x").load()
     assert set(keys) == {b"a" * 20, b"b" * 20} and mat.shape == (2, 4)
     assert len(list((tmp_path / "embed-cache").glob("batch-*.npz"))) == 2
+
+
+def test_embedding_cache_keeps_digests_ending_in_nul(tmp_path):
+    key = b"\x01" * 19 + b"\x00"                   # numpy "S20" strips trailing NULs
+    EmbedCache(tmp_path, "x").append([key], np.ones((1, 4), np.float32))
+    keys, _ = EmbedCache(tmp_path, "x").load()
+    assert key in keys

@@ -45,7 +45,9 @@ class EmbedCache:
             except Exception:        # a torn batch (should not happen: renamed when complete)
                 continue
             for i, key in enumerate(k.tolist()):
-                keys.setdefault(key, n + i)
+                # numpy "S20" drops trailing NUL bytes: a digest ending in 0x00 (1 in 256)
+                # came back shorter and was embedded again on resume
+                keys.setdefault(key.ljust(20, b"\0"), n + i)
             mats.append(v)
             n += len(v)
         return keys, (np.vstack(mats) if mats else None)
