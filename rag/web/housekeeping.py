@@ -35,8 +35,9 @@ from rag import settings
 
 SWEEP_EVERY_S = 60.0
 BUSY_S = 10.0                # an entry written in the last seconds may still be in use
-MAX_SESSIONS = 200           # Gradio sessions kept (Gradio's default: 10,000)
+MAX_SESSIONS = 100           # Gradio sessions kept (Gradio's default: 10,000); ~0.15 MB each
 SESSION_IDLE_S = 1800.0      # a session unused this long is dropped (recreated on next use)
+ANALYTICS_EVENTS = 1000      # Gradio's per-event timing records kept (its default: 10,000)
 UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -214,10 +215,17 @@ async def _json(send, status: int, message: str) -> None:
 
 # ------------------------------------------------------------------ Gradio sessions
 
-def bound_sessions(demo, max_sessions: int = MAX_SESSIONS) -> None:
-    """Gradio keeps one session state (a copy of the page config) per session hash; every
-    raw HTTP call has a new one. Keep at most `max_sessions` (least recently used go)."""
+def bound_sessions(demo, max_sessions: int = MAX_SESSIONS) -> dict:
+    """Gradio keeps one session state (a copy of the page config, ~0.1 MB) per session hash,
+    and every raw HTTP call has a new one; keep at most `max_sessions` (least recently used
+    go). Returns the keyword arguments for `demo.launch` (launch sets the capacity again,
+    so setting the attribute alone is not enough), and bounds the queue's per-event
+    analytics (10,000 by default) to ANALYTICS_EVENTS."""
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", str(ANALYTICS_EVENTS))
     demo.state_session_capacity = max_sessions
+    if getattr(demo, "_queue", None) is not None:
+        demo._queue.ANALYTICS_MAX_EVENTS = min(demo._queue.ANALYTICS_MAX_EVENTS, ANALYTICS_EVENTS)
+    return {"state_session_capacity": max_sessions}
 
 
 class SessionSweeper:
@@ -240,6 +248,17 @@ class SessionSweeper:
                     holder.session_data.pop(sid, None)
                     holder.time_last_used.pop(sid, None)
                     dropped += 1
+        # The queue keeps an (empty) set of event ids per session ever seen: drop those of
+        # sessions without pending messages (finished raw calls); ~0.3 KB a call otherwise.
+        q = getattr(self.demo, "_queue", None)
+        ids, pending = getattr(q, "pending_event_ids_session", None), getattr(q, "pending_messages_per_session", None)
+        if ids is not None and pending is not None:
+            try:
+                for sid, events in list(ids.items()):
+                    if not events and sid not in pending:
+                        ids.pop(sid, None)
+            except RuntimeError:            # changed by the server meanwhile: next time
+                pass
         return dropped
 
     def start(self, every_s: float = SWEEP_EVERY_S) -> None:

@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     demo = build_ui(svc, libs)
-    bound_sessions(demo)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY, max_size=256)
+    limits = bound_sessions(demo)             # rag.web.housekeeping: no unbounded per-session state
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
                            font=["system-ui", "PingFang SC", "Noto Sans CJK SC", "Microsoft YaHei",
                                  "sans-serif"],
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             allowed_paths=[str(workdir)], max_file_size=MAX_UPLOAD_BYTES,
             theme=theme, css=ui.CSS, head=ui.HEAD, footer_links=["api"], show_error=False,
             enable_monitoring=False, prevent_thread_lock=True, quiet=True, ssr_mode=False,
-            app_kwargs={"middleware": guards(demo, temp)})
+            app_kwargs={"middleware": guards(demo, temp)}, **limits)
     except OSError as e:
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
