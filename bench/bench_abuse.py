@@ -177,15 +177,25 @@ def batches(args) -> int:
         c = Client(app.url, verbose=False, analytics_enabled=False)
         sizes = []
         t0 = time.monotonic()
+        refused = 0
+        jsonl = None
         for i in range(args.batches):
-            _status, jsonl, _csv = c.predict(handle_file(str(qfile)), 10, api_name="/batch")
-            if not jsonl:
-                print(f"batch {i + 1}: no result: {_status[:200]}")
+            try:
+                _status, out, _csv = c.predict(handle_file(str(qfile)), 10, api_name="/batch")
+            except Exception as e:  # noqa: BLE001 - an upload refused (507) while the folder is full
+                refused += 1
+                print(f"batch {i + 1}: refused: {str(e)[:120]}")
+                continue
+            if out:
+                jsonl = out
+            else:
+                refused += 1
             if (i + 1) % max(1, args.batches // 5) == 0:
                 sizes.append((i + 1, du(tmpdir) / 2**20))
         wall = time.monotonic() - t0
         one = Path(jsonl).stat().st_size if jsonl else 0
-        print(f"{args.batches} batches of {args.questions} questions at k=10 in {wall:.0f}s; "
+        print(f"{args.batches} batches of {args.questions} questions at k=10 in {wall:.0f}s "
+              f"({refused} refused: temp folder full); "
               f"one batch's JSONL {one / 2**20:.2f} MB")
         print(f"app temp folder (RAG_TEMP_MAX_MB={args.temp_max_mb}): "
               + ", ".join(f"after {n}: {m:.1f} MB" for n, m in sizes))
