@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rag.errors import IndexBusy, IndexDamaged, IndexMissing
+from rag.index.layout import _fsync_dir as _fsync
 
 POINTER = "MILVUS"
 FORMAT = "milvus-1"
@@ -159,14 +160,6 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
