@@ -120,3 +120,33 @@ def test_embedding_cache_keeps_digests_ending_in_nul(tmp_path):
     EmbedCache(tmp_path, "x").append([key], np.ones((1, 4), np.float32))
     keys, _ = EmbedCache(tmp_path, "x").load()
     assert key in keys
+
+
+def test_documents_over_the_scan_budget_are_read_again(corpus, one, tmp_path, monkeypatch):
+    import rag.index.builder as builder
+
+    monkeypatch.setattr(builder, "SCAN_TEXT_BUDGET", 0)       # no document text held after the scan
+    _build(corpus, tmp_path / "index", monkeypatch, RAG_FLUSH_CHUNKS=3)
+    got = _answers(tmp_path / "index")
+    assert got["chunks"] == one["chunks"]
+    for q in QUERIES:
+        assert got["results"][q] == one["results"][q], q
+
+
+def test_a_file_changed_between_scan_and_cut_is_refused(tmp_path, monkeypatch):
+    import rag.index.builder as builder
+    from rag.errors import CorpusError
+
+    src = write_corpus(tmp_path / "corpus", TINY_DOCS_V2)
+    monkeypatch.setattr(builder, "SCAN_TEXT_BUDGET", 0)
+    real_scan = builder._scan
+
+    def scan_then_edit(corpus_dir, old):
+        out = real_scan(corpus_dir, old)
+        (src / "a.txt").write_text("改过的文本。" * 20, encoding="utf-8")
+        return out
+
+    monkeypatch.setattr(builder, "_scan", scan_then_edit)
+    with pytest.raises(CorpusError, match="changed while the index was being built"):
+        build(src, tmp_path / "index", embedder=TINY_EMBEDDER)
+    assert not (tmp_path / "index" / "CURRENT").exists()

@@ -10,6 +10,14 @@ about log8(N) times over the life of an index (bounded, amortised). A quoted ter
 comes or goes (the tokenizer keeps corpus quotes whole) re-cuts only the chunks containing
 it, so BM25 of an update equals that of a full rebuild.
 
+A build streams: new chunks are gathered in a buffer that is written as a segment every
+RAG_FLUSH_CHUNKS (100k) chunks (like Lucene's IndexWriter RAM buffer), each document let go
+once its segment is written, and a merge makes no segment larger than
+RAG_MAX_SEGMENT_CHUNKS (250k; Lucene's maxMergedSegmentMB), so a build's memory is bounded
+by the buffer and the largest merge, not the corpus (bench/bench_scale.py: peak 1.8 GB at
+100k chunks in one buffer before, 0.8 GB with a 50k buffer). BM25 statistics are computed
+at query time over every live chunk of the commit, so they stay corpus-wide.
+
 A build killed at any point leaves the previous commit current and intact; the next build
 removes what it left behind. Embeddings are saved as they are made (rag.index.embcache),
 so a killed build resumes without embedding a finished chunk again.
@@ -86,11 +94,38 @@ def _mismatch(manifest: dict, emb: Embedder | None, settings: ChunkSettings | No
     return None
 
 
+# Document text a scan holds until the documents are cut (characters): past it, a read
+# document keeps only its hash and quoted terms and is read again when its turn comes, so
+# a build's memory does not grow with the corpus (the text of 1M bench chunks is ~0.5 GB).
+SCAN_TEXT_BUDGET = 30_000_000
+
+
 @dataclass
 class _Scan:
-    docs: dict            # source -> Document for files read (new or changed content)
+    docs: dict            # source -> Document (or _Later) for files read (new or changed content)
     files: dict           # source -> sha256 of every file of the corpus
     stats: dict           # source -> [size, mtime_ns]
+    words: dict = field(default_factory=dict)    # source -> quoted terms of each file read
+
+
+@dataclass
+class _Later:
+    """A document the scan read and let go (over SCAN_TEXT_BUDGET): read again, by the
+    worker that cuts it, and refused if it changed in between."""
+    source: str
+    corpus: Path
+    path: Path
+    sha256: str
+    encoding: str
+    reader: str
+
+    def load(self):
+        from rag.documents.corpus import read_document
+
+        d = read_document(self.corpus, self.path)
+        if d is None or d.sha256 != self.sha256:
+            raise CorpusError(f"{self.source} changed while the index was being built; run the build again")
+        return d
 
 
 def _scan(corpus: Path, old: dict | None) -> _Scan:
@@ -105,6 +140,7 @@ def _scan(corpus: Path, old: dict | None) -> _Scan:
     same_root = bool(old) and old.get("corpus") == str(corpus.resolve())
     old_files, old_stats = (old or {}).get("files", {}), (old or {}).get("stats", {})
     out = _Scan({}, {}, {})
+    held = 0
     for p in iter_paths(corpus):
         source = relative_source(corpus, p)
         try:
@@ -119,7 +155,10 @@ def _scan(corpus: Path, old: dict | None) -> _Scan:
         if d is None:
             continue
         out.files[source], out.stats[source] = d.sha256, stat
-        out.docs[source] = d
+        out.words[source] = quoted_terms([d.text])
+        held += len(d.text)
+        out.docs[source] = d if held <= SCAN_TEXT_BUDGET else \
+            _Later(source, corpus, p, d.sha256, d.encoding, getattr(d, "reader", "plaintext"))
     if not out.files:
         from rag.documents.registry import suffixes
 
@@ -320,7 +359,7 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
     for _src, w in gone_words:
         st.words[w] = st.words.get(w, 0) - 1
     new_docs = [scan.docs[s] for s in sorted(set(report.added) | set(report.changed))]   # consumed below
-    new_words = [(d.source, w) for d in new_docs for w in quoted_terms([d.text])]
+    new_words = [(d.source, w) for d in new_docs for w in scan.words[d.source]]
     for _src, w in new_words:
         st.words[w] = st.words.get(w, 0) + 1
     st.words = {w: n for w, n in st.words.items() if n > 0}
@@ -363,7 +402,8 @@ def _update(index_dir: Path, corpus: Path, st: _State, scan: _Scan, report: Buil
     for d in new_docs:
         scan.docs.pop(d.source, None)
     stream = seg_mod.iter_chunk_and_tokenize(new_docs, settings, list(st.words),
-                                             step=max(1, min(100, flush_at // 500)))
+                                             step=max(1, min(100, flush_at // 500)),
+                                             ahead=max(1, flush_at // 2 // 1000))
     del new_docs                   # the stream holds the documents, each let go once cut
     buf = _Buffer()
     done = 0

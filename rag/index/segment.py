@@ -66,8 +66,13 @@ def _ct_worker(args):
     tok = _tok_worker.cache.get(words)
     if tok is None:
         tok = _tok_worker.cache[words] = Tokenizer(words)
-    rows, texts, ntexts, tokens = [], [], [], []
+    rows, texts, ntexts, tokens, loaded = [], [], [], [], []
     for d in _ct_worker.docs[a:b]:
+        if not hasattr(d, "text"):          # a document the scan let go: read it again here
+            d = d.load()
+            loaded.append(d)
+        else:
+            loaded.append(None)
         for c in chunk_document(d, settings):
             rows.append(store_mod.chunk_row(c))
             t = embed_text(c)
@@ -75,7 +80,7 @@ def _ct_worker(args):
             n = normalize(t)
             ntexts.append(n)
             tokens.append(tok.cut_normalized(n))
-    return rows, texts, ntexts, bm25.batch_arrays(tokens)
+    return rows, texts, ntexts, bm25.batch_arrays(tokens), loaded
 
 
 _ct_worker.docs = []
@@ -97,7 +102,7 @@ def chunk_and_tokenize(docs: Sequence, settings, words: Sequence[str]) \
     return rows, texts, ntexts, post
 
 
-def iter_chunk_and_tokenize(docs: list, settings, words: Sequence[str], step: int = 100):
+def iter_chunk_and_tokenize(docs: list, settings, words: Sequence[str], step: int = 100, ahead: int = 0):
     """Yields (documents, store rows, embedded texts, normalize()d texts, BM25 batch arrays)
     of consecutive parts of `docs` in order, so a build can flush a segment whenever its
     buffer is full instead of holding every chunk of the corpus. It consumes `docs`: an
@@ -110,16 +115,15 @@ def iter_chunk_and_tokenize(docs: list, settings, words: Sequence[str], step: in
     parts = [(a, min(a + step, len(docs)), words, settings) for a in range(0, len(docs), step)]
     _ct_worker.docs = docs
 
-    def taken(p):
-        part = docs[p[0]:p[1]]
+    def taken(p, out):
+        part = [x if x is not None else d for d, x in zip(docs[p[0]:p[1]], out[-1])]
         docs[p[0]:p[1]] = [None] * (p[1] - p[0])
-        return part
+        return (part, *out[:-1])
 
     try:
         if cores < 2 or len(docs) < PARALLEL_MIN_DOCS:
             for p in parts:
-                out = _ct_worker(p)
-                yield (taken(p), *out)
+                yield taken(p, _ct_worker(p))
             return
         import multiprocessing as mp
 
@@ -127,11 +131,13 @@ def iter_chunk_and_tokenize(docs: list, settings, words: Sequence[str], step: in
 
         with mp.get_context("fork").Pool(cores) as pool:
             # a bounded look-ahead (not imap): while the caller flushes a segment the
-            # workers do not run through the whole corpus into the parent's memory
+            # workers keep cutting `ahead` parts, but do not run through the whole corpus
+            # into the parent's memory (with 4 parts they sat idle during each flush: the
+            # 1M build used 1.2 of 2 cores)
             todo, flight = iter(parts), deque()
             for p in todo:
                 flight.append((p, pool.apply_async(_ct_worker, (p,))))
-                if len(flight) >= 2 * cores:
+                if len(flight) >= max(2 * cores, ahead):
                     break
             while flight:
                 p, res = flight.popleft()
@@ -139,7 +145,7 @@ def iter_chunk_and_tokenize(docs: list, settings, words: Sequence[str], step: in
                 nxt = next(todo, None)
                 if nxt is not None:
                     flight.append((nxt, pool.apply_async(_ct_worker, (nxt,))))
-                yield (taken(p), *out)
+                yield taken(p, out)
     finally:
         _ct_worker.docs = []
 
