@@ -32,16 +32,21 @@ QUICK: dict[str, list[str]] = {
     "tune_ranking": ["--index", "{seeds_index}", "--queries", "{seed_questions}", "--alphas", "0.3,0.5,0.7"],
     "bench_app": ["--runs", "2", "--no-browser"],
     "bench_load": ["--clients", "4", "--requests", "200", "--max-seconds", "60"],
-    "bench_scale": ["--chunks", "20000"],
-    "bench_ingest": ["--quick"],
-    "bench_milvus": ["--quick"],
-    "bench_abuse": ["--quick"],
+    "bench_scale": ["--chunks", "20000", "--queries", "100", "--recall-queries", "50"],
+    "bench_formats": ["--formats", "txt,pdf,docx,html", "--repeats", "1", "--out", "{cache}/formats"],
+    "bench_libraries": ["--seeds-index", "{seeds_index}", "--cmrc-index", "{cmrc_index}", "--out", "{cache}/libraries"],
+    "bench_milvus": ["--milvus-index", "{milvus_index}", "--faiss-index", "{seeds_index}",
+                     "--queries", "{seed_questions}", "--n", "30", "--repeat", "2"],
+    "bench_abuse": ["heavy", "--seconds", "15", "--runs", "1"],
+    "bench_spm_ids": [],
 }
+CMRC_INDEX = CACHE / "cmrc-index"
+MILVUS_INDEX = CACHE / "seeds-milvus"
 
 
-def _seeds_index(py: str) -> None:
-    """A seeds index for the benchmarks that need one (built once, incremental afterwards)."""
-    subprocess.run([py, "-m", "rag", "build", "--corpus", str(ROOT / "seeds"), "--index", str(SEEDS_INDEX)],
+def _build(py: str, corpus: Path, index: Path, *extra: str) -> None:
+    """An index for the benchmarks that need one (built once, incremental afterwards)."""
+    subprocess.run([py, "-m", "rag", "build", "--corpus", str(corpus), "--index", str(index), *extra],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -56,9 +61,19 @@ def main() -> int:
         names = [n for n in names if n in wanted]
     py = sys.executable
     CACHE.mkdir(exist_ok=True)
-    _seeds_index(py)
+    _build(py, ROOT / "seeds", SEEDS_INDEX)
+    if "bench_libraries" in names:           # CMRC: ~2 minutes of embedding the first time
+        _build(py, EVAL / "cmrc" / "corpus", CMRC_INDEX)
+    if "bench_milvus" in names:
+        try:
+            import pymilvus  # noqa: F401
+            _build(py, ROOT / "seeds", MILVUS_INDEX, "--backend", "milvus", "--milvus-uri",
+                   str(CACHE / "seeds-milvus.db"), "--reuse-vectors", str(SEEDS_INDEX))
+        except ImportError:
+            print("warning: pymilvus missing (pip install 'rag[milvus]'): bench_milvus skipped")
+            names.remove("bench_milvus")
     fill = {"seeds_index": str(SEEDS_INDEX), "seed_questions": str(EVAL / "seed_questions_dev.jsonl"),
-            "cache": str(CACHE)}
+            "cache": str(CACHE), "cmrc_index": str(CMRC_INDEX), "milvus_index": str(MILVUS_INDEX)}
     failed = []
     for name in names:
         extra = [] if args.full else [a.format(**fill) for a in QUICK.get(name, [])]
