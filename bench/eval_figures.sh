@@ -6,11 +6,11 @@
 #
 #   REPO_DIR     the checkout whose `rag` package is measured; used as PYTHONPATH and as cwd
 #   SEEDS_INDEX  index built with `rag build --corpus seeds --index SEEDS_INDEX`
-#   CMRC_INDEX   index built with `rag build --corpus /work/shared/eval/cmrc/corpus --index CMRC_INDEX`
-#   PYTHON       interpreter (default: $PYTHON, else /work/main/.venv/bin/python)
+#   CMRC_INDEX   index built with `rag build --corpus ../shared/eval/cmrc/corpus --index CMRC_INDEX`
+#   PYTHON       interpreter (default: $PYTHON, else REPO_DIR/.venv/bin/python)
 #   OUT_DIR      where results and figures.json go (default: $OUT_DIR, else ./measure-<timestamp>)
 #
-# Env overrides: EVAL_DIR (default /work/shared/eval), SEEDS_CORPUS (default REPO_DIR/seeds).
+# Env overrides: EVAL_DIR (default REPO_DIR/../shared/eval), SEEDS_CORPUS (default REPO_DIR/seeds).
 # Writes OUT_DIR/{seed_results,cite_results,cmrc_results}.jsonl, the scorers' output
 # (*_score.txt) and OUT_DIR/figures.json. Fails (non-zero) if any step fails or if `rag`
 # does not resolve to REPO_DIR/rag.
