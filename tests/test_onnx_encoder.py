@@ -102,7 +102,7 @@ def _sample_texts() -> list[str]:
     ev = root.parent / "shared" / "eval"
     texts = []
     for p in sorted((root / "seeds").glob("*.txt"))[:6]:
-        texts += [x for x in p.read_text(encoding="utf-8").split("\n") if x.strip()][:40]
+        texts += [x for x in p.read_text(encoding="utf-8").split("\n") if x.strip()][:150]
     passages = sorted((ev / "cmrc" / "corpus").glob("*.txt"))[::20]
     texts += [p.read_text(encoding="utf-8")[:600] for p in passages]
     qs = ev / "cmrc" / "queries_trial.jsonl"

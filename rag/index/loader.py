@@ -134,4 +134,10 @@ def load(index_dir: str | Path | None = None, embedder: str | None = None,
         t = threading.Thread(target=idx.warm_up, name="rag-index-warm-up", daemon=True)
         idx.cache["_warm"] = t
         t.start()
+        # A process that ends while the warm-up is inside OpenCC's C++ constructor aborted
+        # ("terminate called without an active exception", exit 250: a `rag batch` of a file
+        # with no questions); waiting for it at exit costs a short command milliseconds.
+        import atexit
+
+        atexit.register(t.join, 10.0)
     return idx
