@@ -28,6 +28,7 @@
 | RAG_MILVUS_URI      | —              | Milvus: a local `*.db` path (milvus-lite) or http(s)://host:19530 |
 | RAG_MILVUS_TOKEN    | —              | Milvus token (`user:password` or an API key); never written to disk |
 | RAG_MILVUS_COLLECTION | —            | Milvus collection alias (default: rag) |
+| RAG_DENSE_BACKEND   | faiss          | dense-vector backend of new local indexes (a name in rag.index.dense.BACKENDS, e.g. from a `rag.backends` entry point) |
 """
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ class Settings:
     milvus_collection: str = ""
     flush_chunks: int = 100_000
     max_segment_chunks: int = 250_000
+    dense_backend: str = "faiss"
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +102,7 @@ def get() -> Settings:
         max_unzipped=_int("RAG_MAX_UNZIPPED", 200 * 2**20),
         ci=bool(e("CI")),
         backend=e("RAG_BACKEND", "").strip().lower() or "faiss",
+        dense_backend=e("RAG_DENSE_BACKEND", "").strip() or "faiss",
         milvus_uri=e("RAG_MILVUS_URI", "").strip(),
         milvus_token=e("RAG_MILVUS_TOKEN", "").strip(),
         milvus_collection=e("RAG_MILVUS_COLLECTION", "").strip(),

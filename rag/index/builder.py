@@ -43,7 +43,7 @@ from rag.embed import DEFAULT_EMBEDDER, Embedder, get_embedder, same_vectors
 from rag.errors import CorpusError, IndexMismatch
 from rag.index import segment as seg_mod
 from rag.index import store as store_mod
-from rag.index.dense import BACKENDS, DEFAULT_BACKEND
+from rag.index.dense import BACKENDS
 from rag.index.embcache import EmbedCache
 from rag.index.layout import (_cleanup, _crash_point, _current_or_none, _fsync_dir, _fsync_tree,
                               _next_generation, _previous_generation, _sha256, _switch,
@@ -233,7 +233,7 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
             return report
 
         emb = get_embedder(spec)
-        dense = BACKENDS.get(backends_of(old)["dense"] if old else DEFAULT_BACKEND)
+        dense = BACKENDS.get(backends_of(old)["dense"] if old else settings_mod.get().dense_backend)
         st = _State.open(index_dir, old)
         try:
             gen = _next_generation(index_dir)
