@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rag import cite  # noqa: E402
 from rag.chunks.cleaning import clean_map  # noqa: E402
-from rag.cite.ngrams import normalize  # noqa: E402
+from rag.index.ngrams import normalize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NEGATIVES = REPO / "tests" / "data" / "cite_negatives.txt"

@@ -71,7 +71,7 @@ def run(*args: str) -> float:
 
 def mapper():
     from rag.cite.citer import locate
-    from rag.cite.ngrams import NgramIndex, normalize
+    from rag.index.ngrams import NgramIndex, normalize
 
     files = {p.name: p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))}
     ng = NgramIndex(files.items())
@@ -116,7 +116,7 @@ def score(script: str, flag: str, cases: Path, results: Path) -> dict:
 
 def boxes_ok(corpus: Path, cite_results: Path) -> tuple[int, int]:
     """(best matches whose boxes give back their characters, best matches with boxes)."""
-    from rag.cite.ngrams import normalize
+    from rag.index.ngrams import normalize
 
     ok = total = 0
     for line in cite_results.open(encoding="utf-8"):

@@ -186,7 +186,7 @@ def in_order_share(seed: str, got: str) -> float:
     over normalized text, via difflib matching blocks)."""
     import difflib
 
-    from rag.cite.ngrams import normalize
+    from rag.index.ngrams import normalize
 
     a, b = normalize(seed), normalize(got)
     if not a:

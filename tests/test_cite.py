@@ -18,7 +18,7 @@ from rag.cite import Citer, CiteResult, Match, clean_quote, max_edits, render_di
 from rag.documents import load_corpus
 from rag.errors import RagError
 from rag.index import load
-from rag.cite.ngrams import _last_row, _last_row_dp, align, normalize, normalize_map
+from rag.index.ngrams import _last_row, _last_row_dp, align, normalize, normalize_map
 from rag.chunks import CITATION_FIELDS
 from rag.index.store import Store, create, file_row
 

@@ -14,7 +14,7 @@ import docgen  # noqa: E402
 from conftest import SEEDS, run_cli  # noqa: E402
 from rag.chunks import chunk_document  # noqa: E402
 from rag.chunks.cleaning import clean  # noqa: E402
-from rag.cite.ngrams import normalize  # noqa: E402
+from rag.index.ngrams import normalize  # noqa: E402
 from rag.documents import read_document  # noqa: E402
 
 SEED = SEEDS / "003_8750069abcf0ab7e.txt"

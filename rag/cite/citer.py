@@ -53,7 +53,7 @@ from rapidfuzz.distance import Levenshtein
 
 from rag.chunks import Citation
 from rag.chunks.cleaning import clean
-from rag.cite.ngrams import NgramIndex, _fold, align, normalize
+from rag.index.ngrams import NgramIndex, _fold, align, normalize
 from rag.errors import BadK, QuoteTooShort
 from rag.search import Searcher, clean_input
 

@@ -4,7 +4,7 @@ One record per passage: the article's bibliographic fields, then the passage's e
 location and text in `N1` (not `AB`: that is the abstract of the whole work)."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from rag.references.gbt7714 import Work, pages_text
 

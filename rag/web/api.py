@@ -166,7 +166,7 @@ def create_api(libs: LibrarySet, token: str = "", protect_reads: bool = False) -
             from rag.search import check_k
 
             check_k(kk)
-            items = read_items(path, name=name, on_error=lambda _m: None)   # refuses a bad file at once
+            read_items(path, name=name, on_error=lambda _m: None).close()   # refuses a bad file at once
         except BaseException:
             path.parent.joinpath(path.name).unlink(missing_ok=True)
             _rmdir(path.parent)

@@ -335,7 +335,7 @@ class MilvusIndex:
         try:
             from rag.index.ngrams import NgramIndex
         except ImportError:
-            from rag.cite.ngrams import NgramIndex
+            from rag.index.ngrams import NgramIndex
         texts = self.store.all_texts()
         return NgramIndex((src, texts.get(src, "")) for src, _sha, _enc in self.store.files())
 
