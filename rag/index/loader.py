@@ -43,20 +43,18 @@ class Index:
     def cite_postings(self):
         """The citation postings stored in the segments (memory-mapped), files no longer in
         the commit masked; several segments are searched as one (rag.index.ngrams.MultiNgram).
-        Opened by the warm-up thread that load() starts, when it has."""
-        warm = self.cache.get("_warm")
-        if warm is not None:
-            warm.join()
-            ng = self.cache.get("_cite")
-            if ng is not None:
-                return ng
-        return self._open_cite()
+        Opened by load()'s warm-up, when it ran."""
+        ng = self.cache.get("_cite")
+        return ng if ng is not None else self._open_cite()
 
     def warm_up(self) -> None:
         """Open the citation postings, page in their small arrays (bigram keys and offsets,
         vocabulary, file starts) and load OpenCC's table, with one lookup through them: the
         first citation lookup after a start cost 46 ms against a median of 4 ms at 100k
-        chunks (bench_scale), nearly all of it these first touches."""
+        chunks, 53-61 against ~20 ms at 1M (bench_scale), nearly all of it these first
+        touches. Run in load() itself (~60 ms of the open at 1M chunks): in a background
+        thread it raced the first lookup for the GIL (first lookup 124-185 ms at 1M) and a
+        process ending inside OpenCC's constructor aborted."""
         from rag.index.ngrams import _opencc, normalize
 
         try:
@@ -91,8 +89,8 @@ class Index:
 
 def load(index_dir: str | Path | None = None, embedder: str | None = None,
          settings: ChunkSettings | None = None, warm: bool = True) -> Index:
-    """Load and verify the current commit; refuse an index built differently. `warm`: a
-    background thread readies the citation postings (Index.warm_up)."""
+    """Load and verify the current commit; refuse an index built differently. `warm`:
+    ready the citation postings before returning (Index.warm_up)."""
     index_dir = Path(index_dir) if index_dir else default_index_dir()
     manifest = verify(index_dir)
     what = _mismatch(manifest, get_embedder(embedder) if embedder else None, settings)
@@ -129,15 +127,5 @@ def load(index_dir: str | Path | None = None, embedder: str | None = None,
                            f"bm25 {sparse.ntotal} disagree with the commit's {c['chunks']}; {fix}")
     idx = Index(index_dir, gen, manifest, store, dense, sparse, Tokenizer(list(words)), segments=segments)
     if warm:
-        import threading
-
-        t = threading.Thread(target=idx.warm_up, name="rag-index-warm-up", daemon=True)
-        idx.cache["_warm"] = t
-        t.start()
-        # A process that ends while the warm-up is inside OpenCC's C++ constructor aborted
-        # ("terminate called without an active exception", exit 250: a `rag batch` of a file
-        # with no questions); waiting for it at exit costs a short command milliseconds.
-        import atexit
-
-        atexit.register(t.join, 10.0)
+        idx.warm_up()
     return idx
