@@ -1,6 +1,8 @@
 """rag.embed.onnx: the installed e5-small encoder run by ONNX Runtime (the query engine)."""
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 from pathlib import Path
@@ -102,7 +104,9 @@ def _sample_texts() -> list[str]:
     ev = root.parent / "shared" / "eval"
     texts = []
     for p in sorted((root / "seeds").glob("*.txt"))[:6]:
-        texts += [x for x in p.read_text(encoding="utf-8").split("\n") if x.strip()][:150]
+        raw = p.read_text(encoding="utf-8")
+        texts += [x for x in raw.split("\n") if x.strip()][:40]
+        texts += [x for x in re.split(r"(?<=[。！？])", raw) if x.strip()][:150]   # sentences too
     passages = sorted((ev / "cmrc" / "corpus").glob("*.txt"))[::20]
     texts += [p.read_text(encoding="utf-8")[:600] for p in passages]
     qs = ev / "cmrc" / "queries_trial.jsonl"
