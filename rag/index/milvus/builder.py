@@ -33,6 +33,7 @@ from rag.documents import load_corpus
 from rag.embed import DEFAULT_EMBEDDER, get_embedder, same_vectors
 from rag.errors import BackendError, IndexMismatch
 from rag.index.builder import BuildReport
+from rag.index.layout import writer_lock
 from rag.index.milvus import connection, schema, state
 from rag.index.milvus.index import IN_BATCH, _ids, _q, row_chunk, snapshot_filter
 from rag.index.milvus.keywords import Stats, doc_vector
@@ -137,7 +138,7 @@ def build(corpus: str | Path, index_dir: str | Path, embedder: str | None = None
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
     say = log or (lambda _m: None)
-    with state.writer_lock(index_dir):
+    with writer_lock(index_dir):          # the one writer lock, as for local indexes
         current = state.read_manifest(index_dir)
         old = None if rebuild else current
         target = connection.resolve(current, uri, token, collection)

@@ -11,17 +11,14 @@ Everything else (vectors, chunks, keyword vectors, file texts) is in Milvus.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from rag.errors import IndexBusy, IndexDamaged, IndexMissing
+from rag.errors import IndexDamaged, IndexMissing
 from rag.index.layout import _fsync_dir as _fsync
 
 POINTER = "MILVUS"
@@ -162,16 +159,3 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-@contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusy(f"another build is already writing index {index_dir}; wait for it to finish") from None
-        yield
-    finally:
-        os.close(fd)

@@ -182,6 +182,11 @@ class CorpusBM25:
 
     def scores(self, terms: list[str]) -> np.ndarray:
         out = np.zeros(self.ntotal, dtype=np.float32)
+        self._accumulate(out, terms)
+        return out
+
+    def _accumulate(self, buf: np.ndarray, terms: list[str]) -> None:
+        """Add each distinct term's BM25 contribution to `buf` (indexed by live position)."""
         for t in dict.fromkeys(terms):
             parts = self._live_postings(t)
             df = sum(len(p[3]) for p in parts)
@@ -189,8 +194,7 @@ class CorpusBM25:
                 continue
             idf = self._idf(df)
             for s, rows, tf, pos in parts:
-                out[pos] += (idf * tf / (tf + self._lengths(s)[rows])).astype(np.float32)
-        return out
+                buf[pos] += (idf * tf / (tf + self._lengths(s)[rows])).astype(np.float32)
 
     def sparse_scores(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The BM25 scores of `terms` as (sorted positions of the chunks that match any term,
@@ -203,14 +207,7 @@ class CorpusBM25:
             buf = self._scratch
             if buf is None:
                 buf = self._scratch = np.zeros(self.ntotal, dtype=np.float32)
-            for t in dict.fromkeys(terms):
-                parts = self._live_postings(t)
-                df = sum(len(p[3]) for p in parts)
-                if not df:
-                    continue
-                idf = self._idf(df)
-                for s, rows, tf, pos in parts:
-                    buf[pos] += (idf * tf / (tf + self._lengths(s)[rows])).astype(np.float32)
+            self._accumulate(buf, terms)
             hit = np.flatnonzero(buf)
             sc = buf[hit]
             buf[hit] = 0
