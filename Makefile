@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CORPUS ?= seeds
 INDEX  ?= index
-EXTRAS := dev,web,pdf,ocr,docx,html,milvus
+EXTRAS := dev,web,pdf,ocr,docx,html,milvus,fast
 # Debian packages: Chromium for browser tests, CJK fonts, Tesseract (+ Simplified Chinese) for OCR
 APT    := chromium chromium-driver fonts-noto-cjk tesseract-ocr tesseract-ocr-chi-sim poppler-utils
 

@@ -32,7 +32,7 @@ def _tok_worker(args):
 
     tok = _tok_worker.cache.get(words)
     if tok is None:
-        tok = _tok_worker.cache[words] = Tokenizer(words)
+        tok = _tok_worker.cache[words] = Tokenizer(words, fast=True)
     return [tok(t) for t in texts]
 
 
@@ -65,7 +65,7 @@ def _ct_worker(args):
 
     tok = _tok_worker.cache.get(words)
     if tok is None:
-        tok = _tok_worker.cache[words] = Tokenizer(words)
+        tok = _tok_worker.cache[words] = Tokenizer(words, fast=True)
     rows, texts, ntexts, tokens, loaded = [], [], [], [], []
     for d in _ct_worker.docs[a:b]:
         if not hasattr(d, "text"):          # a document the scan let go: read it again here

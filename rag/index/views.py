@@ -129,6 +129,9 @@ class SegmentedStore:
             seg.store.close()
 
 
+REFINE_MIN = 64     # approximate candidates rescored exactly, at least (small k)
+
+
 class MultiDense:
     """The dense leg of a commit: each segment searched for its top k live rows (exact
     scores), merged; exact scores and subsets by position."""
@@ -157,20 +160,37 @@ class MultiDense:
         return out_r, out_s
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Top k live positions per query by exact inner product over each segment's
+        candidates. Segments with 8-bit codes propose by approximate scores; the best
+        `refine` of all segments together are rescored exactly, not each segment's k."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.ntotal)
         if k <= 0:
             return np.full((len(q), 0), -1, dtype=np.int64)
-        all_p, all_s = [], []
+        all_p, all_s, approx = [], [], False
         for s in range(len(self.parts)):
             if len(self.live.live_rows[s]) == 0:
                 continue
-            rows, sc = self._seg_search(s, q, k)
+            if hasattr(self.parts[s], "approx_rows"):
+                rows, sc = self.parts[s].approx_rows(q, k, self.live.dead[s])
+                approx = approx or getattr(self.parts[s].ivf, "codes", None) is not None
+            else:
+                rows, sc = self._seg_search(s, q, k)
             pos = np.where(rows >= 0, self.live.row2pos[s][np.maximum(rows, 0)], -1)
             all_p.append(pos)
             all_s.append(np.where(pos >= 0, sc, -np.inf))
         P, S = np.hstack(all_p), np.hstack(all_s)
-        order = np.argsort(-S, axis=1, kind="stable")[:, :k]
+        if approx:
+            refine = min(P.shape[1], max(k, REFINE_MIN))
+            order = np.argsort(-S, axis=1, kind="stable")[:, :refine]
+            P, S = np.take_along_axis(P, order, axis=1), np.take_along_axis(S, order, axis=1)
+            for i in range(len(q)):
+                ok = np.isfinite(S[i])
+                S[i, ok] = self.scores(q[i], P[i, ok])
+            # equal exact scores (duplicate passages) by position, as an exact search has them
+            order = np.stack([np.lexsort((P[i], -S[i])) for i in range(len(q))])[:, :k]
+        else:
+            order = np.argsort(-S, axis=1, kind="stable")[:, :k]
         out = np.take_along_axis(P, order, axis=1)
         out[~np.isfinite(np.take_along_axis(S, order, axis=1))] = -1
         return out

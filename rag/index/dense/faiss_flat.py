@@ -18,6 +18,7 @@ import numpy as np
 from rag.errors import BadInput
 
 from rag.index.dense import ivf as ivf_mod
+from rag.index.rowfile import BULK, RowFile
 
 FLAT_MAX = ivf_mod.MIN_ROWS - 1
 ANN_KINDS = ("auto", "flat", "ivf", "hnsw")
@@ -88,13 +89,14 @@ class SegmentDense:
     """A segment's memory-mapped matrix, searched exactly (flat) or through IVF lists;
     `search_rows` skips deleted rows and returns exact scores."""
 
-    def __init__(self, matrix: np.ndarray, ivf=None, hnsw=None) -> None:
+    def __init__(self, matrix: np.ndarray, ivf=None, hnsw=None, file=None) -> None:
         # a plain ndarray over the same mapped pages: an np.memmap slice goes through its
         # __getitem__/__array_finalize__, and an IVF query slices once per probed list
         # (~1,000 slices a query at 1M chunks in 8 segments: ~2 ms of 40; bench_scale)
         self.matrix = np.asarray(matrix) if isinstance(matrix, np.memmap) else matrix
         self.ivf = ivf
         self.faiss = hnsw
+        self.file = file            # rag.index.rowfile.RowFile of the same vectors.npy
         self.ntotal = int(matrix.shape[0])
         if hnsw is not None and hnsw.ntotal != self.ntotal:
             raise ValueError(f"vectors.npy has {self.ntotal} rows, vectors.faiss {hnsw.ntotal}")
@@ -120,6 +122,8 @@ class SegmentDense:
                 out_s[a:a + len(sc), :kk] = np.take_along_axis(ts, o, axis=1)
             out_r[~np.isfinite(out_s)] = -1
             return out_r, out_s
+        if self.ivf is not None and self.ivf.codes is not None:
+            return self._search_codes(q, k, dead, out_r, out_s)
         if self.ivf is not None and self.ivf.ordered:
             return self._search_ordered(q, k, dead, out_r, out_s)
         for i in range(nq):
@@ -138,6 +142,35 @@ class SegmentDense:
             kk = min(k, len(rows))
             top = np.argpartition(-sc, kk - 1)[:kk]
             top = top[np.argsort(-sc[top], kind="stable")]
+            out_r[i, :kk], out_s[i, :kk] = rows[top], sc[top]
+        return out_r, out_s
+
+    def approx_rows(self, queries: np.ndarray, k: int, dead: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Like search_rows, but a segment with codes returns its candidates' 8-bit scores
+        unrefined, so a caller merging several segments rescores only the overall best
+        (rag.index.views.MultiDense: ~2 of 8 segments' worth of rows read at 1M chunks)."""
+        if self.ivf is None or self.ivf.codes is None:
+            return self.search_rows(queries, k, dead)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        kk = int(min(k, self.ntotal))
+        scores, slots = self.ivf.scan(q, kk, dead, with_scores=True)
+        rows = np.where(slots >= 0, self.ivf.rows[np.maximum(slots, 0)], -1)
+        return rows, np.where(slots >= 0, scores, -np.inf).astype(np.float32)
+
+    def _search_codes(self, q: np.ndarray, k: int, dead, out_r, out_s):
+        """IVF-SQ8 candidates (deleted rows skipped by FAISS), rescored exactly from the
+        float32 matrix; ties by row, as the exact search breaks them."""
+        ivf = self.ivf
+        slots_all = ivf.scan(q, k, dead)
+        for i in range(len(q)):
+            slots = np.sort(slots_all[i][slots_all[i] >= 0])
+            if not len(slots):
+                continue
+            sc = np.asarray(self._read(slots) @ q[i], dtype=np.float32)
+            rows = ivf.rows[slots]
+            kk = min(k, len(rows))
+            top = np.argpartition(-sc, kk - 1)[:kk]
+            top = top[np.lexsort((rows[top], -sc[top]))]
             out_r[i, :kk], out_s[i, :kk] = rows[top], sc[top]
         return out_r, out_s
 
@@ -162,6 +195,13 @@ class SegmentDense:
             out_r[i, :kk], out_s[i, :kk] = rows[top], sc[top]
         return out_r, out_s
 
+    def _read(self, slots: np.ndarray) -> np.ndarray:
+        """Stored rows by slot: a query's few rows by pread (rag.index.rowfile: they do not
+        stay in the process's memory), bulk reads from the memory map."""
+        if self.file is not None and len(slots) <= BULK:
+            return self.file.rows(slots)
+        return np.asarray(self.matrix[slots], dtype=np.float32)
+
     def _slots(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         return ids if self.ivf is None or self.ivf.slot is None else self.ivf.slot[ids]
@@ -170,13 +210,13 @@ class SegmentDense:
         return self.search_rows(queries, min(k, self.ntotal), None)[0]
 
     def scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix[self._slots(ids)] @ query, dtype=np.float32)
+        return np.asarray(self._read(self._slots(ids)) @ query, dtype=np.float32)
 
     def search_subset(self, query: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
         return ids[np.argsort(-self.scores(query, ids), kind="stable")[:k]]
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix[self._slots(ids)], dtype=np.float32)
+        return self._read(self._slots(ids))
 
 
 class FaissBackend:
@@ -186,7 +226,9 @@ class FaissBackend:
 
     def files(self, info: dict) -> tuple[str, ...]:
         kind = info.get("ann", "flat")
-        return FILES + (ivf_mod.FILES if kind == "ivf" else ("vectors.faiss",) if kind == "hnsw" else ())
+        if kind == "ivf":
+            return FILES + ivf_mod.FILES + ((ivf_mod.CODES,) if info.get("codes") else ())
+        return FILES + (("vectors.faiss",) if kind == "hnsw" else ())
 
     def build(self, folder: Path, vectors: np.ndarray, options: dict) -> dict:
         kind = choose(len(vectors), options.get("ann", "auto"))
@@ -203,9 +245,11 @@ class FaissBackend:
 
     def open(self, folder: Path, info: dict) -> SegmentDense:
         matrix = np.load(folder / "vectors.npy", mmap_mode="r")
+        file = RowFile(folder / "vectors.npy")
         kind = info.get("ann", "flat")
         if kind == "ivf":
-            return SegmentDense(matrix, ivf=ivf_mod.IVF(folder, info.get("nprobe"), bool(info.get("ordered"))))
+            return SegmentDense(matrix, ivf=ivf_mod.IVF(folder, info.get("nprobe"), bool(info.get("ordered")),
+                                                        codes=bool(info.get("codes"))), file=file)
         if kind == "hnsw":
-            return SegmentDense(matrix, hnsw=load(folder / "vectors.faiss"))
-        return SegmentDense(matrix)
+            return SegmentDense(matrix, hnsw=load(folder / "vectors.faiss"), file=file)
+        return SegmentDense(matrix, file=file)

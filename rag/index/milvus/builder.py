@@ -344,7 +344,7 @@ def _full(target, client, index_dir, corpus, docs, emb, spec, settings, ann, gen
     texts = [embed_text(c) for c in chunks]
     vecs = _embed(texts, emb, _reusable(reuse_vectors, emb, say), progress, report)
     words = quoted_terms(d.text for d in docs)
-    tok = Tokenizer(words)
+    tok = Tokenizer(words, fast=True)
     tokens = [tok(t) for t in texts]
     stats = Stats()
     stats.add(tokens)
@@ -419,7 +419,7 @@ def _update(target, client, index_dir, corpus, docs, emb, settings, gen_no, old,
     fresh = set(report.added + report.changed)
     new_docs = [d for d in docs if d.source in fresh]
     words = sorted(set(words) | set(quoted_terms(d.text for d in new_docs)))
-    tok = Tokenizer(words)
+    tok = Tokenizer(words, fast=True)
     chunks = [c for d in new_docs for c in chunk_document(d, settings)]
     texts = [embed_text(c) for c in chunks]
     vecs = _embed(texts, emb, known, progress, report)

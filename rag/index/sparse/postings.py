@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from rag.index.rowfile import RowFile
+
 K1, B = 1.2, 0.75
 DIR = "bm25"
 FILES = tuple(f"{DIR}/{n}" for n in ("terms.txt", "indptr.npy", "rows.npy", "tf.npy", "doclen.npy"))
@@ -112,6 +114,9 @@ class SegmentPostings:
         self.indptr = np.load(d / "indptr.npy", mmap_mode="r")
         self.rows = np.load(d / "rows.npy", mmap_mode="r")
         self.tf = np.load(d / "tf.npy", mmap_mode="r")
+        # a query's postings by pread (rag.index.rowfile): read through the memory maps, the
+        # postings of every term ever queried stayed resident in the process
+        self._rows_file, self._tf_file = RowFile(d / "rows.npy"), RowFile(d / "tf.npy")
         self.doclen = np.load(d / "doclen.npy", mmap_mode="r")
         if len(self.indptr) != len(terms) + 1 or self.indptr[-1] != len(self.rows) != len(self.tf):
             raise ValueError("bm25 postings disagree with their terms")
@@ -121,7 +126,7 @@ class SegmentPostings:
         if i is None:
             return None
         a, b = int(self.indptr[i]), int(self.indptr[i + 1])
-        return self.rows[a:b], self.tf[a:b]
+        return self._rows_file.slice(a, b), self._tf_file.slice(a, b)
 
     def triples(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
         """(terms, term id, row, tf) of every posting (merges)."""
@@ -146,6 +151,7 @@ class CorpusBM25:
         self._norm: list[np.ndarray | None] = [None] * len(segments)
         self._scratch: np.ndarray | None = None
         self._scratch_lock = threading.Lock()
+        self._df: dict[str, int] = {}        # term -> live df (a commit never changes)
 
     def _lengths(self, s: int) -> np.ndarray:
         """k1 * (1 - b + b * dl / avgdl) per row of segment s (cached: it depends on the commit)."""
@@ -175,7 +181,18 @@ class CorpusBM25:
         return out
 
     def df(self, term: str) -> int:
-        return sum(len(p[3]) for p in self._live_postings(term))
+        """Live document frequency, remembered: ranking asks for it again (idf weights of
+        the best sentence, cross-lingual `knows`) after scoring read the postings."""
+        df = self._df.get(term)
+        if df is None:
+            df = self._remember(term, sum(len(p[3]) for p in self._live_postings(term)))
+        return df
+
+    def _remember(self, term: str, df: int) -> int:
+        if len(self._df) >= 200_000:
+            self._df.clear()
+        self._df[term] = df
+        return df
 
     def _idf(self, df: int) -> float:
         return float(np.log(1 + (self.ntotal - df + 0.5) / (df + 0.5)))
@@ -189,7 +206,7 @@ class CorpusBM25:
         """Add each distinct term's BM25 contribution to `buf` (indexed by live position)."""
         for t in dict.fromkeys(terms):
             parts = self._live_postings(t)
-            df = sum(len(p[3]) for p in parts)
+            df = self._remember(t, sum(len(p[3]) for p in parts))
             if not df:
                 continue
             idf = self._idf(df)

@@ -48,6 +48,12 @@ def quoted_terms(texts: Iterable[str]) -> list[str]:
     return sorted(x for x in terms if x and not _PUNCT_ONLY.match(x))
 
 
+def _accelerate(jieba_tokenizer) -> bool:
+    from rag.index.sparse.fastcut import accelerate
+
+    return accelerate(jieba_tokenizer)
+
+
 @lru_cache(maxsize=1)
 def _base_dictionary() -> tuple[dict, int]:
     import jieba
@@ -61,7 +67,9 @@ def _base_dictionary() -> tuple[dict, int]:
 class Tokenizer:
     """jieba (search mode) with the corpus's quoted terms as extra words."""
 
-    def __init__(self, user_words: Iterable[str] = ()) -> None:
+    def __init__(self, user_words: Iterable[str] = (), fast: bool = False) -> None:
+        """`fast`: jieba's route and HMM in Rust where installed (rag.index.sparse.fastcut:
+        the same tokens); builds ask for it, queries do not need it."""
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
@@ -79,6 +87,8 @@ class Tokenizer:
         # words that occur in it, so an update re-cuts just the chunks containing words that
         # came or went (rag.index.builder) and still equals a full rebuild.
         self._jieba.total = total
+        self.fast = fast and _accelerate(self._jieba)
+        self._keep: dict[str, str] = {}      # token -> itself stripped, or "" when dropped
 
     def __call__(self, text: str) -> list[str]:
         return self.cut_normalized(normalize(text))
@@ -86,12 +96,19 @@ class Tokenizer:
     def cut_normalized(self, text: str) -> list[str]:
         """Tokens of a text already normalize()d (builds normalise each chunk once for both
         the stored text and the tokens)."""
+        raw = self._jieba.search_list(text) if self.fast else self._jieba.cut_for_search(text)
+        keep = self._keep
         out = []
-        for tok in self._jieba.cut_for_search(text):
-            tok = tok.strip()
-            if not tok or tok in STOPWORDS or _PUNCT_ONLY.match(tok):
-                continue
-            out.append(tok)
+        for tok in raw:
+            k = keep.get(tok)
+            if k is None:               # a token's fate is remembered: tokens repeat a lot
+                k = tok.strip()
+                if not k or k in STOPWORDS or _PUNCT_ONLY.match(k):
+                    k = ""
+                if len(keep) < 200_000:
+                    keep[tok] = k
+            if k:
+                out.append(k)
         return out
 
     def query_terms(self, text: str) -> list[str]:
