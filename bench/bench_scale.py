@@ -263,7 +263,8 @@ def child_query(args) -> dict:
             "rss_anon_mb": mem.get("RssAnon", 0.0), "rss_file_mb": mem.get("RssFile", 0.0),
             "dense_recall_at_10": recall, "fused_top5_exact": same / n_eval, "eval_queries": n_eval,
             "segments": [(sg["name"], sg["rows"], sg["dense"].get("ann")) for sg in idx.manifest["segments"]],
-            "torch_loaded": "torch" in sys.modules, "tokenizers_loaded": "tokenizers" in sys.modules}
+            "torch_loaded": "torch" in sys.modules, "tokenizers_loaded": "tokenizers" in sys.modules,
+            "chunks": idx.size}
 
 
 def exact_search(idx, queries: np.ndarray, k: int) -> np.ndarray:
@@ -304,6 +305,8 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=100_000)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", help="work folder to keep (default: a temporary one, removed)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --keep: update and query the index already there (no build figures)")
     ap.add_argument("--real-index", help="an e5-small index whose vectors serve as the real sample")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--recall-queries", type=int, default=200)
@@ -321,16 +324,20 @@ def main() -> int:
         real_vectors(args.real_index), query_vectors(args.queries)       # cached before timing
         if not args.corpus.exists():
             make_corpus(args.corpus, args.chunks)
-        shutil.rmtree(args.index, ignore_errors=True)
-        b = run_child("build", args)
+        if args.reuse and (args.index / "CURRENT").exists():
+            b = {"chunks": None, "seconds": None, "peak_mb": None}
+        else:
+            shutil.rmtree(args.index, ignore_errors=True)
+            b = run_child("build", args)
         u = run_child("update", args)
         q = run_child("query", args)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     fig = {
-        "chunks": b["chunks"], "build_chunks_per_s": round(b["chunks"] / b["seconds"], 1),
-        "build_peak_mb": round(b["peak_mb"]), "add_file_s": round(u["add"], 2),
+        "chunks": b["chunks"] or q["chunks"],
+        "build_chunks_per_s": round(b["chunks"] / b["seconds"], 1) if b["seconds"] else None,
+        "build_peak_mb": round(b["peak_mb"]) if b["peak_mb"] else None, "add_file_s": round(u["add"], 2),
         "change_file_s": round(u["change"], 2), "delete_file_s": round(u["delete"], 2),
         "open_s": round(q["open_s"], 3), "search_p50_ms": round(pct(q["search_ms"], 50), 1),
         "search_p99_ms": round(pct(q["search_ms"], 99), 1), "dense_recall_at_10": round(q["dense_recall_at_10"], 4),
@@ -338,7 +345,7 @@ def main() -> int:
         "query_rss_mb": round(q["rss_mb"]),
     }
     extra = {"fused_top5_exact": round(q["fused_top5_exact"], 4), "eval_queries": q["eval_queries"],
-             "build_s": round(b["seconds"], 1), "segments": q["segments"],
+             "build_s": round(b["seconds"], 1) if b["seconds"] else None, "segments": q["segments"],
              "query_rss_anon_mb": round(q["rss_anon_mb"]), "query_rss_file_mb": round(q["rss_file_mb"]),
              "torch_loaded": q["torch_loaded"], "tokenizers_loaded": q["tokenizers_loaded"],
              "updates": {k: v for k, v in u.items() if k.endswith("_report")},

@@ -81,12 +81,14 @@ def migration_message(index_dir: Path) -> str:
             f"rag build --rebuild --index {index_dir}")
 
 
-def verify(index_dir: Path, deep: bool | None = None, legacy_ok: bool = False) -> dict:
+def verify(index_dir: Path, deep: bool | None = None, legacy_ok: bool = False,
+           manifest: dict | None = None) -> dict:
     """Check the current commit against its manifest; returns the manifest or raises.
     `deep`: hash every file (None: when the index is small, see DEEP_AUTO_BYTES).
-    `legacy_ok`: accept a format-1 index (checked as it always was) for a build to migrate."""
+    `legacy_ok`: accept a format-1 index (checked as it always was) for a build to migrate.
+    `manifest`: the current one, already read by the caller (a 1M-chunk manifest is ~20 MB)."""
     index_dir = Path(index_dir)
-    manifest = read_manifest(index_dir)
+    manifest = manifest if manifest is not None else read_manifest(index_dir)
     if manifest is None:
         gens = sorted(p.name for p in index_dir.glob("gen-*") if p.is_dir()) if index_dir.is_dir() else []
         if gens:

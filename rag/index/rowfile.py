@@ -68,6 +68,23 @@ class RowFile:
             self._read_into(memoryview(buf.reshape(-1).view(np.uint8)), self.offset + a * self.row_bytes)
         return buf
 
+    def __getitem__(self, key):
+        """a[i] and a[i:j] (contiguous) as a memory-mapped array would answer them."""
+        if isinstance(key, slice):
+            a, b, step = key.indices(len(self))
+            if step != 1:
+                raise IndexError("RowFile slices are contiguous")
+            return self.slice(a, b)
+        i = int(key)
+        i = i + len(self) if i < 0 else i
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {key} out of range for {self.path} ({len(self)} rows)")
+        return self.slice(i, i + 1)[0]
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * self.row_bytes
+
     def _read_into(self, view: memoryview, pos: int) -> None:
         done = 0
         while done < len(view):
