@@ -110,9 +110,9 @@ def load(index_dir: str | Path | None = None, embedder: str | None = None,
             rel = info.get("deleted")
             part = rel or part
             dead.append(np.load(index_dir / rel) if rel else np.zeros(0, dtype=np.int64))
-            if segments[-1].store.count() != int(info["rows"]):
+            if segments[-1].store.extent() != int(info["rows"]):
                 raise IndexDamaged(f"index {index_dir} is damaged: segments/{info['name']}/store.sqlite has "
-                                   f"{segments[-1].store.count()} chunks, the commit says {info['rows']}; {fix}")
+                                   f"{segments[-1].store.extent()} chunks, the commit says {info['rows']}; {fix}")
     except RagError:
         raise
     except Exception as e:

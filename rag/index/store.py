@@ -132,6 +132,13 @@ class Store:
     def count(self) -> int:
         return self.con.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
+    def extent(self) -> int:
+        """1 + the highest chunk position: the row count of a segment's store (positions are
+        0..n-1), read from the rowid B-tree in O(log n); count(*) scanned the table, 0.56 s
+        of opening a 1M-chunk index."""
+        top = self.con.execute("SELECT max(pos) FROM chunks").fetchone()[0]
+        return 0 if top is None else int(top) + 1
+
     def chunks(self, positions: Iterable[int]) -> list[Chunk]:
         pos = [int(p) for p in positions]
         if not pos:

@@ -152,7 +152,7 @@ class Searcher:
                     extra = self._translated_scores(query)
                     sparse_all = sparse_all + extra[0]
                     terms = terms + [t for t in extra[1] if t not in terms]
-                hit = np.flatnonzero(sparse_all)
+                hit = np.flatnonzero(sparse_all != 0)
                 sparse = _SparseScores(hit, sparse_all[hit])
             else:
                 sparse = _SparseScores(*self.index.sparse.sparse_scores(terms))
