@@ -17,6 +17,9 @@ def add(sub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where passages are embedded: auto (a CUDA GPU when there is one), cpu, "
                         "cuda (an error without one); the batch size follows the device")
+    p.add_argument("--only", metavar="FILE", action="append", default=None,
+                   help="update just this corpus file (relative to the corpus; repeatable): added, "
+                        "changed or deleted; the rest of the corpus is not scanned")
     p.add_argument("--max-chars", type=int, default=None)
     p.add_argument("--min-chars", type=int, default=None)
     p.add_argument("--reuse-vectors", default=None, metavar="INDEX", action="append",
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     report = build(args.corpus, index_dir(args), embedder=args.embedder, settings=settings,
                    ann=args.ann, rebuild=args.rebuild, progress=show_progress(),
                    log=lambda m: print(m, file=sys.stderr),
-                   **({"reuse_vectors": args.reuse_vectors} if args.reuse_vectors else {}))
+                   **({"reuse_vectors": args.reuse_vectors} if args.reuse_vectors else {}),
+                   **({"only": args.only} if args.only else {}))
     out(report.summary())
     return 0

@@ -40,7 +40,7 @@ import numpy as np
 from rag import settings as settings_mod
 from rag.chunks import ChunkSettings, embed_text
 from rag.embed import DEFAULT_EMBEDDER, Embedder, get_embedder, same_vectors
-from rag.errors import CorpusError, IndexMismatch
+from rag.errors import BadInput, CorpusError, IndexMismatch
 from rag.index import segment as seg_mod
 from rag.index import store as store_mod
 from rag.index.dense import BACKENDS
@@ -128,9 +128,36 @@ class _Later:
         return d
 
 
-def _scan(corpus: Path, old: dict | None) -> _Scan:
+def _only_files(corpus: Path, only: list[str]):
+    """(source, path, stat) of the named corpus files that exist, for an update told which
+    files changed (`build(only=...)`): no walk over the whole corpus (2.5 s of stat calls
+    for 90k files here). A name outside the corpus is refused."""
+    from rag.documents.corpus import METADATA_FILES
+    from rag.documents.registry import suffixes
+
+    root = corpus.resolve()
+    for source in dict.fromkeys(only):
+        rel = Path(source)
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise BadInput(f"--only takes paths inside the corpus, relative to it: {source!r}")
+        if any(x.startswith(".") for x in rel.parts) or rel.as_posix() in METADATA_FILES:
+            raise BadInput(f"--only {source}: not a corpus document (hidden files and metadata.csv are never indexed)")
+        p = corpus / rel
+        if p.suffix.lower() not in suffixes():
+            raise BadInput(f"--only {source}: no reader for {p.suffix or 'files without a suffix'}")
+        try:
+            st = p.stat()
+        except OSError:
+            continue                      # gone: the commit drops it
+        if p.is_file() and p.resolve().is_relative_to(root):
+            yield rel.as_posix(), str(p), st
+
+
+def _scan(corpus: Path, old: dict | None, only: list[str] | None = None) -> _Scan:
     """Every file of the corpus with its hash; files whose size and modification time are
-    those recorded in the current commit are not read again (their hash is the recorded one)."""
+    those recorded in the current commit are not read again (their hash is the recorded one).
+    `only`: just these files may have changed (added, changed or deleted); every other file
+    of the current commit is kept as it is."""
     from rag.documents.corpus import iter_files, read_document
 
     if not corpus.exists():
@@ -141,7 +168,14 @@ def _scan(corpus: Path, old: dict | None) -> _Scan:
     old_files, old_stats = (old or {}).get("files", {}), (old or {}).get("stats", {})
     out = _Scan({}, {}, {})
     held = 0
-    for source, path, st in iter_files(corpus):
+    if only is not None and same_root:
+        named = {Path(s).as_posix() for s in only}
+        out.files = {s: h for s, h in old_files.items() if s not in named}
+        out.stats = {s: old_stats[s] for s in out.files if s in old_stats}
+        found = _only_files(corpus, only)
+    else:
+        found = iter_files(corpus)
+    for source, path, st in found:
         stat = [st.st_size, st.st_mtime_ns]
         if same_root and source in old_files and old_stats.get(source) == stat:
             out.files[source], out.stats[source] = old_files[source], stat
@@ -190,8 +224,11 @@ class _Progress:
 
 def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str | None = None,
           settings: ChunkSettings | None = None, ann: str = "auto", rebuild: bool = False,
-          progress: bool = False, log: Callable[[str], None] | None = None) -> BuildReport:
-    """Build or incrementally update the index of `corpus` in `index_dir`."""
+          progress: bool = False, log: Callable[[str], None] | None = None,
+          only: list[str] | None = None) -> BuildReport:
+    """Build or incrementally update the index of `corpus` in `index_dir`. `only`: the
+    corpus files (relative paths) that were added, changed or deleted, when the caller
+    knows (the web app's add and remove): the rest of the corpus is not scanned."""
     t0 = time.perf_counter()
     corpus = Path(corpus)
     index_dir = Path(index_dir) if index_dir else default_index_dir()
@@ -212,7 +249,7 @@ def build(corpus: str | Path, index_dir: str | Path | None = None, embedder: str
         if legacy:
             say(f"migrating {index_dir} from format {LEGACY_FORMAT} to segments (vectors are reused)")
             old = None
-        scan = _scan(corpus, old)
+        scan = _scan(corpus, old, None if rebuild else only)
         say(f"read {len(scan.files)} documents from {corpus} ({len(scan.docs)} read anew)")
         old_files = (old or {}).get("files", {})
         report = BuildReport(generation=_current_or_none(index_dir) or "", files=len(scan.files), chunks=0)

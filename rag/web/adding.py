@@ -59,7 +59,7 @@ def add_and_index(svc: Service, paths: list[str], log: Callable[[str], None],
         log("正在更新索引（增量）…")
         while True:
             try:
-                report = update_index(svc.corpus, svc.index_dir, log, **svc.build_options)
+                report = update_index(svc.corpus, svc.index_dir, log, **svc.build_options, only=added)
                 break
             except IndexBusy:
                 # a build started between our check and ours: it may index these files too;

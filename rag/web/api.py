@@ -233,7 +233,7 @@ def create_api(libs: LibrarySet, token: str = "", protect_reads: bool = False) -
         removed = svc.remove_documents([file], log.append)
         if not removed:
             raise ApiError(f"{file!r} could not be removed: " + "; ".join(log), 409)
-        summary = svc.reindex(log.append)
+        summary = svc.reindex(log.append, only=removed)
         return {"library": name, "removed": removed, "generation": lib.snapshot().generation,
                 "summary": summary}
 

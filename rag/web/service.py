@@ -164,13 +164,16 @@ class Service:
         except RagError:
             return read_manifest(self.index_dir)
 
-    def reindex(self, log: Callable[[str], None]) -> str:
+    def reindex(self, log: Callable[[str], None], only: list[str] | None = None) -> str:
+        """Update the index incrementally; `only`: the corpus files that changed, when known
+        (no scan of the rest of the corpus)."""
         if self.corpus is None:
             raise RagError("未指定文库目录（--corpus），不能更新索引")
         if not self.build_lock.acquire(blocking=False):
             raise IndexBusy("another build is already writing the index")
         try:
-            report = update_index(self.corpus, self.index_dir, log, **self.build_options)
+            report = update_index(self.corpus, self.index_dir, log, **self.build_options,
+                                  **({"only": only} if only else {}))
         finally:
             self.build_lock.release()
         snap = self.live.reload()

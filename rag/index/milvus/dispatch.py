@@ -50,6 +50,8 @@ def on_milvus(index_dir) -> bool:
 def build(corpus, index_dir=None, *args, backend: str | None = None, uri: str | None = None,
           token: str | None = None, collection: str | None = None, reuse_vectors=None, **kwargs):
     index_dir = _dir(index_dir)
+    if kwargs.get("only") is not None and (state.is_milvus(index_dir) or backend == "milvus" or uri):
+        kwargs.pop("only")              # Milvus updates compare every file's hash anyway
     want = requested(backend if backend else ("milvus" if uri else None))
     if state.is_milvus(index_dir):
         if backend == "faiss":
