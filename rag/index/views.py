@@ -172,7 +172,9 @@ class MultiDense:
             if len(self.live.live_rows[s]) == 0:
                 continue
             if hasattr(self.parts[s], "approx_rows"):
-                rows, sc = self.parts[s].approx_rows(q, k, self.live.dead[s])
+                # at least REFINE_MIN by the 8-bit codes, so that a small k is refined from
+                # more than k (k=10 straight from the codes: recall@10 0.94 at 100k chunks)
+                rows, sc = self.parts[s].approx_rows(q, max(k, REFINE_MIN), self.live.dead[s])
                 approx = approx or getattr(self.parts[s].ivf, "codes", None) is not None
             else:
                 rows, sc = self._seg_search(s, q, k)
