@@ -117,30 +117,35 @@ class IVF:
             # scan): 1.5 vs 2.9 ms a query for a segment of 100k on 2 cores
         self._params: tuple[object, object] | None = None    # (dead rows, SearchParameters)
 
-    def params(self, dead: np.ndarray | None):
-        """FAISS search parameters: nprobe, and a selector that skips deleted rows (cached
-        for the commit's deleted-rows array: one commit, one array object)."""
+    def params(self, dead: np.ndarray | None) -> tuple:
+        """(FAISS search parameters: nprobe and a selector that skips deleted rows, the C++
+        objects they point to). Cached for the commit's deleted-rows array (one commit, one
+        array object); the caller holds the tuple while it searches, so the selector the
+        parameters point to cannot be freed under it."""
         import faiss
 
-        if self._params is not None and self._params[0] is dead:
-            return self._params[1][0]
+        cached = self._params
+        if cached is not None and cached[0] is dead:
+            return cached[1]
         p = faiss.SearchParametersIVF()
         p.nprobe = self.nprobe
-        keep: tuple = (p,)               # the C++ objects must outlive the parameters
+        keep: tuple = (p,)
         if dead is not None and len(dead):
             batch = faiss.IDSelectorBatch(np.ascontiguousarray(self.slot[dead], dtype=np.int64))
             sel = faiss.IDSelectorNot(batch)
             p.sel = sel
             keep = (p, batch, sel)
         self._params = (dead, keep)
-        return p
+        return keep
 
     def scan(self, q: np.ndarray, k: int, dead: np.ndarray | None, with_scores: bool = False):
         """Slots of the RERANK*k best rows by their 8-bit codes, per query (-1 where fewer);
         with_scores: (their approximate inner products, slots)."""
         kk = int(min(len(self.rows), RERANK * k))
         self.codes.parallel_mode = 1 if len(q) == 1 else 0   # a batch splits by query
-        scores, ids = self.codes.search(q, kk, params=self.params(dead))
+        keep = self.params(dead)
+        scores, ids = self.codes.search(q, kk, params=keep[0])
+        del keep
         return (scores, ids) if with_scores else ids
 
     def nearest(self, query: np.ndarray) -> list[tuple[int, int]]:
