@@ -141,8 +141,8 @@ def test_a_file_changed_between_scan_and_cut_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(builder, "SCAN_TEXT_BUDGET", 0)
     real_scan = builder._scan
 
-    def scan_then_edit(corpus_dir, old):
-        out = real_scan(corpus_dir, old)
+    def scan_then_edit(corpus_dir, old, only=None):
+        out = real_scan(corpus_dir, old, only)
         (src / "a.txt").write_text("改过的文本。" * 20, encoding="utf-8")
         return out
 
