@@ -19,6 +19,14 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 METADATA_FILES = ("metadata.csv",)   # corpus metadata, never indexed as a document
 
 
+def is_document_name(source: str, suffixes: tuple[str, ...] | None = None) -> bool:
+    """Whether a corpus-relative path names something the corpus indexes: no hidden part,
+    not the corpus metadata, a suffix some reader takes."""
+    parts = source.split("/")
+    return (not any(p.startswith(".") for p in parts) and source not in METADATA_FILES
+            and os.path.splitext(parts[-1])[1].lower() in (suffixes or _suffixes()))
+
+
 def iter_files(root: Path, suffixes: tuple[str, ...] | None = None) -> Iterator[tuple[str, str, os.stat_result]]:
     """(source, path, stat) of each file under `root` with a supported suffix, sorted, each
     real file once (symlink loops safe). Strings, not pathlib: building and relativising a

@@ -16,8 +16,6 @@ import numpy as np
 
 FILES = ("ivf_centroids.npy", "ivf_offsets.npy", "ivf_rows.npy")
 CODES = "ivf_sq8.faiss"       # the same lists as 8-bit codes (FAISS IVF-SQ8), memory-mapped
-RERANK = 1                    # SQ8 candidates per wanted row, rescored exactly (2 and 3
-                              # gave the same recall@10 at 100k: 0.976-0.978 at 1/8 probes)
 MIN_ROWS = 20_000          # smaller segments are searched exactly (flat)
 
 
@@ -72,8 +70,8 @@ def _build_codes(path: Path, quant, vectors: np.ndarray, order: np.ndarray, assi
     Why: scanning the probed lists as float32 from the matrix read ~190 MB a query at 1M
     chunks (an eighth of 1.5 GB), so every query touched new pages of the map (a query
     process grew to 3.1 GB) and the scan was most of the 41-48 ms; the 8-bit codes are a
-    quarter of that, scanned by FAISS's SIMD kernels, and only the best RERANK*k
-    candidates are read from the float32 matrix and scored exactly."""
+    quarter of that, scanned by FAISS's SIMD kernels, and only the best k candidates
+    (asking for 2k or 3k gave the same recall@10 at 100k) are read from the float32 matrix and scored exactly."""
     import faiss
 
     dim = vectors.shape[1]
@@ -139,13 +137,12 @@ class IVF:
         return keep
 
     def scan(self, q: np.ndarray, k: int, dead: np.ndarray | None, with_scores: bool = False):
-        """Slots of the RERANK*k best rows by their 8-bit codes, per query (-1 where fewer);
+        """Slots of the k best rows by their 8-bit codes, per query (-1 where fewer);
         with_scores: (their approximate inner products, slots)."""
-        kk = int(min(len(self.rows), RERANK * k))
+        kk = int(min(len(self.rows), k))
         self.codes.parallel_mode = 1 if len(q) == 1 else 0   # a batch splits by query
         keep = self.params(dead)
         scores, ids = self.codes.search(q, kk, params=keep[0])
-        del keep
         return (scores, ids) if with_scores else ids
 
     def nearest(self, query: np.ndarray) -> list[tuple[int, int]]:

@@ -3,9 +3,9 @@ for unknown words (the compiled kernels of PyPI `jieba-next`), giving jieba's to
 
 Why: jieba is pure Python and cutting was ~75% of a build's worker time (py-spy, 300k
 chunks of bench_scale): get_DAG + calc ~55%, the HMM ~17%. Why not jieba-next's own
-Tokenizer, rjieba or jieba_fast_dat: on the seeds + CMRC paragraphs they cut 49, (many)
-and 504 of 1,188 paragraphs differently from jieba, and an index must cut passages as its
-queries are cut. Here only the kernels are borrowed:
+Tokenizer or jieba_fast_dat: on the seeds + CMRC paragraphs they cut 49 and 504 of 1,188
+paragraphs differently from jieba (rjieba, a separate implementation, was not compared),
+and an index must cut passages as its queries are cut. Here only the kernels are borrowed:
   - the route is jieba's dynamic programme over the same FREQ dict and total;
   - the HMM goes to Rust only for a block whose every character has an emission
     probability in every state: for unseen characters jieba's viterbi and the Rust one
@@ -70,8 +70,8 @@ def _hmm_cut(block: str):
 
 
 def accelerate(tok) -> bool:
-    """Give a jieba.Tokenizer (dictionary final: call after add_word) the Rust route and
-    HMM, and `tok.search_list(text)`: cut_for_search as one list (jieba's four layers of
+    """Give a jieba.Tokenizer (dictionary final: call after add_word) `tok.search_list(text)`:
+    its cut_for_search as one list, with the route and HMM in Rust (jieba's four layers of
     generators per token cost as much as the route itself); False (tokenizer unchanged)
     where jieba-next is not installed."""
     k = _kernels()
@@ -99,11 +99,6 @@ def accelerate(tok) -> bool:
             x = y
         if buf:
             _flush(buf, freq, out)
-
-    def cut_dag(sentence: str):
-        out: list[str] = []
-        cut_block(sentence, out)
-        return iter(out)
 
     def search_list(text: str) -> list[str]:
         # jieba.Tokenizer.cut (HMM) then cut_for_search's 2- and 3-grams, as one loop
@@ -133,7 +128,6 @@ def accelerate(tok) -> bool:
             out.append(w)
         return out
 
-    tok._Tokenizer__cut_DAG = cut_dag
     tok.search_list = search_list
     return True
 
